@@ -1,0 +1,241 @@
+"""The library entry points. ``compile_model`` is the pipeline, straight-line:
+
+    inspect → export → optimize → build → validate
+
+Each stage is also callable alone (``inspect_model``, ``export_model``,
+``optimize_model``, ``build_engine``, ``validate_artifacts``); the CLI's
+subcommands call these same functions. Files on disk are the seams.
+"""
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from .artifacts import EngineArtifact, ModelInfo, OnnxArtifact, atomic_output, check_writable
+from .config import CompileConfig, ExportConfig, OptimizeConfig, Shape, ValidateConfig
+from .errors import CompilerError, InternalError, ValidationError
+from .report import Report, StageRecord
+
+Observer = Callable[[str, str, StageRecord | None], None]  # (event "start"|"end", stage, record)
+
+
+def inspect_model(model: Path, cfg: ExportConfig = ExportConfig()) -> ModelInfo:
+    """Signatures, IO specs and op histogram of a SavedModel (read, never executed) or an ONNX file."""
+    from .frontend.savedmodel import check_model_path
+
+    kind = check_model_path(Path(model))
+    if kind == "onnx":
+        from .onnxutil import inspect_onnx
+
+        return inspect_onnx(Path(model))
+    from .frontend.savedmodel import inspect_saved_model
+
+    return inspect_saved_model(Path(model), cfg.signature, cfg.tag)
+
+
+def export_model(model_dir: Path, out: Path, cfg: ExportConfig = ExportConfig(),
+                 info: ModelInfo | None = None) -> OnnxArtifact:
+    from .frontend.export import export
+
+    info = info or inspect_model(model_dir, cfg)
+    return export(Path(model_dir), Path(out), info.signature, cfg)
+
+
+def optimize_model(onnx_path: Path, out: Path, cfg: OptimizeConfig = OptimizeConfig(), check=None):
+    from .optimize import optimize
+
+    return optimize(Path(onnx_path), Path(out), cfg, check)
+
+
+def build_engine(onnx_path: Path, out: Path, cfg=None, shapes: dict[str, Shape] | None = None) -> EngineArtifact:
+    from .backends import build
+    from .config import BuildConfig
+    from .onnxutil import io_specs, load
+
+    inputs, _ = io_specs(load(Path(onnx_path)))
+    return build(Path(onnx_path), Path(out), cfg or BuildConfig(), shapes=shapes, inputs=inputs)
+
+
+def _runner_for(path: Path, label: str, info: ModelInfo | None, tag: str):
+    """A Polygraphy runner for a SavedModel (TensorFlow), an ONNX file or a built artifact."""
+    from .runtime import ONNX_MODEL, detect_format, load
+    from .validate import onnx_runner
+
+    path = Path(path)
+    if path.is_dir():
+        from .frontend.tfrun import TfSavedModelRunner
+
+        return TfSavedModelRunner(path, info.signature, tag, info.inputs, name=label)
+    if detect_format(path) == ONNX_MODEL:
+        return onnx_runner(path, label)
+    return load(path).polygraphy_runner(label)
+
+
+def validate_artifacts(reference: Path, candidate: Path, seam: str, cfg: ValidateConfig = ValidateConfig(),
+                       shapes: dict[str, Shape] | None = None, tolerances: tuple[float, float] | None = None,
+                       export_cfg: ExportConfig = ExportConfig(), labels: tuple[str, str] | None = None):
+    """Compare ``candidate`` against ``reference`` on seeded inputs; returns a ``SeamResult``.
+
+    ``reference`` may be a SavedModel directory, an ONNX file or a built
+    artifact; so may ``candidate``. Input specs come from the reference.
+    """
+    from .validate import compare, merge_specs, quiet_polygraphy, resolve_shapes
+
+    quiet_polygraphy()
+    reference, candidate = Path(reference), Path(candidate)
+    info, cand_info = _model_info(reference, export_cfg), _model_info(candidate, export_cfg)
+    inputs = merge_specs(info.inputs, cand_info.inputs)
+    shapes = resolve_shapes(inputs, shapes or {}, cfg.batch)
+    ref_label, cand_label = labels or (reference.name, candidate.name)
+    ref_runner = _runner_for(reference, ref_label, info, export_cfg.tag)
+    cand_runner = _runner_for(candidate, cand_label, cand_info, export_cfg.tag)
+    if ref_runner.name == cand_runner.name:
+        cand_runner.name = cand_label + " (candidate)"
+    tol = tolerances or (cfg.atol if cfg.atol is not None else 1e-4, cfg.rtol if cfg.rtol is not None else 1e-3)
+    return compare(ref_runner, cand_runner, seam, ref_label, cand_label, inputs, shapes, cfg, tol)
+
+
+def _model_info(path: Path, export_cfg: ExportConfig) -> ModelInfo:
+    """IO specs of anything validate accepts: SavedModel, ONNX file, or built artifact."""
+    from .runtime import ONNX_MODEL, detect_format, load
+
+    path = Path(path)
+    if path.is_dir() or not path.exists() or detect_format(path) == ONNX_MODEL:
+        return inspect_model(path, export_cfg)
+    runner = load(path)
+    return ModelInfo(path=path, format=runner.format, signature=None, inputs=runner.inputs,
+                     outputs=getattr(runner, "outputs", ()), ops={})
+
+
+@contextlib.contextmanager
+def _stage(report: Report, name: str, observer: Observer | None):
+    rec = report.stages[name]
+    if observer:
+        observer("start", name, None)
+    start = time.perf_counter()
+    try:
+        yield rec
+    except BaseException:
+        rec.status = "failed"
+        rec.seconds = time.perf_counter() - start
+        if observer:
+            observer("end", name, rec)
+        raise
+    rec.seconds = time.perf_counter() - start
+    if rec.status != "failed":
+        rec.status = "ok"
+    if observer:
+        observer("end", name, rec)
+
+
+def compile_model(model: Path, out: Path, cfg: CompileConfig = CompileConfig(),
+                  observer: Observer | None = None) -> Report:
+    """SavedModel (or ONNX) → validated engine at ``out`` and a JSON report.
+
+    The engine appears at ``out`` only if every stage, validation included,
+    succeeded. The report is always written (``cfg.report_path`` or
+    ``OUT.report.json``), on failure too, with the error in it. A failure
+    raises the ``CompilerError`` of its stage after the report is written.
+    """
+    model, out = Path(model), Path(out)
+    report_path = Path(cfg.report_path) if cfg.report_path else out.with_name(out.name + ".report.json")
+    report = Report(model=str(model), out=str(out))
+    check_writable(out, "engine")
+    check_writable(report_path, "report")
+    with contextlib.ExitStack() as stack:
+        if cfg.keep_intermediates:
+            workdir = Path(cfg.keep_intermediates)
+            workdir.mkdir(parents=True, exist_ok=True)
+        else:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tf2trt-")))
+        current = ["inspect"]
+        try:
+            _run_pipeline(model, out, cfg, report, workdir, observer, current)
+        except CompilerError as e:
+            report.error = {"stage": e.stage, "message": e.one_line(), "exit_code": e.exit_code}
+            raise
+        except KeyboardInterrupt:
+            report.error = {"stage": current[0], "message": "interrupted", "exit_code": 130}
+            raise
+        except Exception as e:  # a bug: report it as one, with the stage it happened in
+            err = InternalError(f"unexpected {type(e).__name__} in stage '{current[0]}': {e}",
+                                "please report this with the --debug traceback")
+            report.error = {"stage": current[0], "message": err.one_line(), "exit_code": err.exit_code}
+            raise err from e
+        finally:
+            report.write(report_path)
+    return report
+
+
+def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, workdir: Path,
+                  observer: Observer | None, current: list[str]) -> None:
+    from .backends import resolve_backend
+    from .onnxutil import load, op_histogram
+    from .validate import PassNumericsCheck, quiet_polygraphy, resolve_shapes
+
+    quiet_polygraphy()
+    vcfg = cfg.validate
+    with _stage(report, "inspect", observer):
+        info = inspect_model(model, cfg.export)
+        shapes = resolve_shapes(info.inputs, cfg.optimize.input_shapes, vcfg.batch)
+        backend, notice = resolve_backend(cfg.build.backend)
+        report.backend, report.backend_notice = backend, notice
+        if notice:
+            report.notices.append(notice)
+        report.inputs = [t.to_json() | {"validation_shape": list(shapes[t.name])} for t in info.inputs]
+        report.outputs = [t.to_json() for t in info.outputs]
+
+    current[0] = "export"
+    if info.format == "saved_model":
+        with _stage(report, "export", observer):
+            exported = export_model(model, workdir / "model.onnx", cfg.export, info)
+    else:
+        report.stages["export"].note = "input is already ONNX"
+        exported = OnnxArtifact(model, info.inputs, info.outputs)
+    report.set_graph("exported", op_histogram(load(exported.path)))
+    report.intermediates["exported"] = str(exported.path)
+
+    current[0] = "optimize"
+    with _stage(report, "optimize", observer):
+        check = None
+        if cfg.optimize.check_each_pass:
+            check = PassNumericsCheck(exported.path, exported.inputs, shapes, vcfg,
+                                      vcfg.tolerances("onnx→optimized"))
+        optimized, records = optimize_model(exported.path, workdir / "model.opt.onnx", cfg.optimize, check)
+        report.passes = [r.to_json() for r in records]
+        report.set_graph("optimized", op_histogram(load(optimized.path)))
+        report.intermediates["optimized"] = str(optimized.path)
+
+    # The engine is built into a temporary file beside OUT and renamed into place
+    # only after validation passed: a failed run never leaves an engine behind.
+    with atomic_output(out, "engine") as tmp_engine:
+        current[0] = "build"
+        with _stage(report, "build", observer):
+            engine = build_engine(optimized.path, tmp_engine, cfg.build, shapes)
+            report.engine = {"path": str(out), "backend": engine.backend, "format": engine.format,
+                             **engine.summary}
+
+        current[0] = "validate"
+        if not vcfg.enabled:
+            report.stages["validate"].note = "disabled with --no-validate"
+        else:
+            with _stage(report, "validate", observer) as rec:
+                seams = []
+                if info.format == "saved_model":
+                    seams.append((model, exported.path, "tf→onnx", ("tensorflow", "exported.onnx")))
+                seams.append((exported.path, optimized.path, "onnx→optimized", ("exported.onnx", "optimized.onnx")))
+                seams.append((optimized.path, tmp_engine, "optimized→engine", ("optimized.onnx", f"engine ({backend})")))
+                for ref, cand, seam, labels in seams:
+                    result = validate_artifacts(ref, cand, seam, vcfg, shapes, vcfg.tolerances(seam), cfg.export,
+                                                labels)
+                    report.validation.append(result)
+                failed = [s for s in report.validation if not s.passed]
+                if failed:
+                    rec.status = "failed"
+                    raise ValidationError(failed[0].failure_line(),
+                                          "if the error is expected (e.g. reduced precision), loosen --atol/--rtol; "
+                                          "otherwise re-run with --check-each-pass to find the pass")
+    report.engine["path"] = str(out)

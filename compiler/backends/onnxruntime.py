@@ -1,0 +1,39 @@
+"""The embedded default backend: a pre-optimized onnxruntime model in ORT format.
+
+onnxruntime applies its graph optimizations once at build time (level
+EXTENDED: fusions that are valid on any CPU, no hardware-specific layouts) and
+serializes the result in its ORT flatbuffer format, which later loads without
+re-optimizing. The file is recognisable from its content (``ORTM`` at bytes
+4-8), so nothing mistakes it for a TensorRT plan.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..artifacts import EngineArtifact, atomic_output
+from ..config import BuildConfig
+from ..errors import BuildError
+from ..runtime import ORT_FORMAT, detect_format
+
+
+def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig()) -> EngineArtifact:
+    import onnxruntime as ort
+
+    out = Path(out)
+    with atomic_output(out, "engine") as tmp:
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        so.optimized_model_filepath = str(tmp)
+        so.add_session_config_entry("session.save_model_format", "ORT")
+        try:
+            ort.InferenceSession(str(onnx_path), sess_options=so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime's exception types are not importable portably
+            raise BuildError(f"onnxruntime cannot build the model ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:300]})",
+                             "run with --check-each-pass to find the pass that broke it, or --debug") from e
+        if detect_format(tmp) != ORT_FORMAT:
+            raise BuildError("onnxruntime did not write an ORT-format model", "report this as a bug")
+    return EngineArtifact(path=out, backend="onnxruntime", format=ORT_FORMAT,
+                          summary={"bytes": out.stat().st_size, "optimization_level": "extended",
+                                   "onnxruntime": ort.__version__, "providers": ["CPUExecutionProvider"]})

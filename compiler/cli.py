@@ -1,0 +1,294 @@
+"""Command line: parse flags into config, make one library call, print, map errors to exit codes.
+
+    python -m compiler MODEL OUT [options]          (same as `compile`)
+    python -m compiler {compile,inspect,export,optimize,build,validate} ...
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from . import __version__
+from .config import (BACKENDS, BuildConfig, CompileConfig, ExportConfig, OptimizeConfig, ValidateConfig,
+                     parse_names, parse_shapes)
+from .errors import EXIT_INTERRUPTED, CompilerError, ConfigError, InternalError
+
+SUBCOMMANDS = ("compile", "inspect", "export", "optimize", "build", "validate")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit code of the config stage
+        raise ConfigError(message, f"see `python -m compiler {self.prog.split()[-1]} --help`")
+
+
+def _export_flags(p):
+    g = p.add_argument_group("export")
+    g.add_argument("--signature", help="SavedModel signature to export (default: serving_default, or the only one)")
+    g.add_argument("--tag", default="serve", help="MetaGraph tag (default: serve)")
+    g.add_argument("--opset", type=int, default=17, help="ONNX opset for tf2onnx (default: 17)")
+
+
+def _optimize_flags(p):
+    g = p.add_argument_group("optimize")
+    g.add_argument("--input-shapes", metavar="NAME:DxDx..,...",
+                   help="freeze input shapes, e.g. image:1x224x224x3 (needed for dynamic dims beyond the batch)")
+    g.add_argument("--passes", help="comma-separated passes to run instead of the default pipeline")
+    g.add_argument("--skip-pass", action="append", default=[], metavar="NAME", help="skip a pass (repeatable)")
+    g.add_argument("--check-each-pass", action="store_true",
+                   help="run onnxruntime after every pass and name the pass that changes the outputs")
+    g.add_argument("--dump-passes", type=Path, metavar="DIR", help="write NNN_<pass>.onnx after each pass")
+
+
+def _build_flags(p):
+    g = p.add_argument_group("build")
+    g.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="auto: TensorRT when it and a GPU are present, else onnxruntime (CPU)")
+    g.add_argument("--workspace", type=int, metavar="MiB", help="TensorRT workspace memory pool limit")
+
+
+def _validate_flags(p):
+    g = p.add_argument_group("validate")
+    g.add_argument("--atol", type=float, help="absolute tolerance for every seam (default: per seam)")
+    g.add_argument("--rtol", type=float, help="relative tolerance for every seam (default: per seam)")
+    g.add_argument("--seed", type=int, default=0, help="seed for the random validation inputs (default: 0)")
+    g.add_argument("--val-iterations", type=int, default=1, metavar="N", help="batches of inputs to compare")
+    g.add_argument("--batch", type=int, default=1, help="size used for a dynamic batch dimension (default: 1)")
+
+
+def _common(p):
+    p.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    top = _Parser(prog="python -m compiler", description="TensorFlow SavedModel → ONNX → passes → engine, validated.")
+    top.add_argument("--version", action="version", version=f"tf2trt-compiler {__version__}")
+    sub = top.add_subparsers(dest="command", parser_class=_Parser)
+
+    p = sub.add_parser("compile", help="the whole pipeline (the default command)")
+    p.add_argument("model", type=Path, help="SavedModel directory or .onnx file")
+    p.add_argument("out", type=Path, help="engine file to write")
+    _export_flags(p), _optimize_flags(p), _build_flags(p), _validate_flags(p), _common(p)
+    p.add_argument("--no-validate", action="store_true", help="skip numerical validation (not recommended)")
+    p.add_argument("--report", type=Path, metavar="FILE", help="JSON report path (default: OUT.report.json)")
+    p.add_argument("--keep-intermediates", type=Path, metavar="DIR", help="keep model.onnx and model.opt.onnx")
+    p.add_argument("--quiet", action="store_true", help="print only the result lines")
+
+    p = sub.add_parser("inspect", help="signatures, inputs/outputs, dynamic dims, op histogram")
+    p.add_argument("model", type=Path)
+    p.add_argument("--signature"), p.add_argument("--tag", default="serve")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _common(p)
+
+    p = sub.add_parser("export", help="SavedModel → verified ONNX (tf2onnx)")
+    p.add_argument("model", type=Path), p.add_argument("out", type=Path)
+    _export_flags(p), _common(p)
+
+    p = sub.add_parser("optimize", help="run the pass pipeline over an ONNX file")
+    p.add_argument("model", type=Path, nargs="?"), p.add_argument("out", type=Path, nargs="?")
+    p.add_argument("--list-passes", action="store_true", help="print the default pipeline and exit")
+    _optimize_flags(p), _validate_flags(p), _common(p)
+
+    p = sub.add_parser("build", help="ONNX → engine with a backend")
+    p.add_argument("model", type=Path), p.add_argument("out", type=Path)
+    p.add_argument("--input-shapes", help="shapes for dynamic inputs (TensorRT profile)")
+    _build_flags(p), _common(p)
+
+    p = sub.add_parser("validate", help="compare a candidate with a reference on seeded inputs")
+    p.add_argument("reference", type=Path, help="SavedModel, ONNX file or built engine")
+    p.add_argument("candidate", type=Path, help="ONNX file or built engine")
+    p.add_argument("--input-shapes"), p.add_argument("--signature"), p.add_argument("--tag", default="serve")
+    p.add_argument("--json", action="store_true")
+    _validate_flags(p), _common(p)
+    return top
+
+
+def _validate_cfg(a, enabled=True) -> ValidateConfig:
+    if a.val_iterations < 1 or a.batch < 1:
+        raise ConfigError("--val-iterations and --batch must be at least 1", "pass a positive number")
+    return ValidateConfig(enabled=enabled, atol=a.atol, rtol=a.rtol, seed=a.seed, iterations=a.val_iterations,
+                          batch=a.batch)
+
+
+def _optimize_cfg(a) -> OptimizeConfig:
+    return OptimizeConfig(input_shapes=parse_shapes(a.input_shapes), passes=parse_names(a.passes) or None,
+                          skip_passes=tuple(a.skip_pass), check_each_pass=a.check_each_pass, dump_dir=a.dump_passes)
+
+
+def _export_cfg(a) -> ExportConfig:
+    return ExportConfig(signature=a.signature, tag=a.tag, opset=getattr(a, "opset", 17))
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class _Progress:
+    def __init__(self, quiet: bool):
+        self.quiet, self.start = quiet, {}
+
+    def __call__(self, event, stage, rec):
+        if self.quiet:
+            return
+        if event == "start":
+            self.start[stage] = time.perf_counter()
+            _err(f"» {stage} ...")
+        else:
+            _err(f"  {stage}: {rec.status} ({rec.seconds:.2f} s)")
+
+
+def cmd_compile(a) -> int:
+    from .api import compile_model
+    from .report import summary_table
+
+    cfg = CompileConfig(export=_export_cfg(a), optimize=_optimize_cfg(a),
+                        build=BuildConfig(backend=a.backend, workspace_mib=a.workspace),
+                        validate=_validate_cfg(a, enabled=not a.no_validate),
+                        keep_intermediates=a.keep_intermediates, report_path=a.report)
+    report_path = a.report or a.out.with_name(a.out.name + ".report.json")
+    try:
+        report = compile_model(a.model, a.out, cfg, observer=_Progress(a.quiet))
+    except CompilerError:
+        if report_path.exists() and not a.quiet:
+            _err(f"report: {report_path}")
+        raise
+    if not a.quiet:
+        print(summary_table(report))
+        print()
+    for notice in report.notices:
+        print(f"NOTICE: {notice}")
+    print(f"engine: {a.out} ({report.engine['format']}, {report.engine['bytes']} bytes)")
+    print(f"report: {report_path}")
+    if a.keep_intermediates:
+        print(f"intermediates: {a.keep_intermediates}")
+    return 0
+
+
+def cmd_inspect(a) -> int:
+    from .api import inspect_model
+
+    info = inspect_model(a.model, ExportConfig(signature=a.signature, tag=a.tag))
+    if a.json:
+        print(json.dumps(info.to_json(), indent=2))
+        return 0
+    print(f"model: {info.path} ({info.format})")
+    if info.format == "saved_model":
+        print(f"tags: {'; '.join(','.join(t) for t in info.tags)}")
+        print(f"signatures: {', '.join(info.signatures)} (using: {info.signature})")
+    for kind, specs in (("inputs", info.inputs), ("outputs", info.outputs)):
+        print(f"{kind}:")
+        for t in specs:
+            dyn = f"  dynamic axes: {t.dynamic_dims}" if t.dynamic_dims else ""
+            print(f"  {t.name}: {t.dtype} {t.shape_text()}{dyn}")
+    ops = sorted(info.ops.items(), key=lambda kv: (-kv[1], kv[0]))
+    print(f"ops ({sum(info.ops.values())} nodes): " + ", ".join(f"{k} {v}" for k, v in ops))
+    return 0
+
+
+def cmd_export(a) -> int:
+    from .api import export_model
+
+    art = export_model(a.model, a.out, _export_cfg(a))
+    print(f"onnx: {art.path} (inputs: {', '.join(t.name for t in art.inputs)}; "
+          f"outputs: {', '.join(t.name for t in art.outputs)})")
+    return 0
+
+
+def cmd_optimize(a) -> int:
+    from passes import build_pipeline
+
+    from .api import optimize_model
+    from .onnxutil import inspect_onnx
+    from .validate import PassNumericsCheck, quiet_polygraphy, resolve_shapes
+
+    if a.list_passes:
+        for p in build_pipeline():
+            print(f"{p.name}: {(sys.modules[type(p).__module__].__doc__ or '').strip().splitlines()[0]}")
+        return 0
+    if a.model is None or a.out is None:
+        raise ConfigError("optimize needs MODEL.onnx and OUT.onnx", "python -m compiler optimize in.onnx out.onnx")
+    cfg = _optimize_cfg(a)
+    check = None
+    if cfg.check_each_pass:
+        quiet_polygraphy()
+        info = inspect_onnx(a.model)
+        vcfg = _validate_cfg(a)
+        check = PassNumericsCheck(a.model, info.inputs, resolve_shapes(info.inputs, cfg.input_shapes, vcfg.batch),
+                                  vcfg, vcfg.tolerances("onnx→optimized"))
+    art, records = optimize_model(a.model, a.out, cfg, check)
+    for r in records:
+        print(f"  {r.name:22} round {r.iteration}  {'changed' if r.changed else 'unchanged':9}  "
+              f"{r.nodes_before:5} → {r.nodes_after:<5}  {r.seconds * 1000:8.1f} ms")
+    print(f"onnx: {art.path}")
+    return 0
+
+
+def cmd_build(a) -> int:
+    from .api import build_engine
+    from .backends import resolve_backend
+
+    backend, notice = resolve_backend(a.backend)
+    if notice:
+        print(f"NOTICE: {notice}")
+    art = build_engine(a.model, a.out, BuildConfig(backend=backend, workspace_mib=a.workspace),
+                       parse_shapes(a.input_shapes))
+    print(f"engine: {art.path} ({art.format}, {art.summary.get('bytes')} bytes)")
+    return 0
+
+
+def cmd_validate(a) -> int:
+    from .api import validate_artifacts
+    from .errors import ValidationError
+
+    vcfg = _validate_cfg(a)
+    tol = (a.atol if a.atol is not None else 1e-4, a.rtol if a.rtol is not None else 1e-3)
+    result = validate_artifacts(a.reference, a.candidate, "validate", vcfg, parse_shapes(a.input_shapes), tol,
+                                ExportConfig(signature=a.signature, tag=a.tag))
+    if a.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        for o in result.outputs.values():
+            print(f"  {o.name}: max abs {o.max_abs:.3e}  max rel {o.max_rel:.3e}  p99 abs {o.p99_abs:.3e}  "
+                  f"atol {o.atol:g} rtol {o.rtol:g}  {'ok' if o.passed else 'FAIL'}")
+    if not result.passed:
+        raise ValidationError(result.failure_line(), "loosen --atol/--rtol if the difference is expected")
+    print("validation: passed")
+    return 0
+
+
+COMMANDS = {"compile": cmd_compile, "inspect": cmd_inspect, "export": cmd_export, "optimize": cmd_optimize,
+            "build": cmd_build, "validate": cmd_validate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in SUBCOMMANDS and not argv[0].startswith("-"):
+        argv.insert(0, "compile")  # `python -m compiler MODEL OUT` is the main job
+    debug = "--debug" in argv
+    if not debug:
+        import logging
+        import warnings
+
+        warnings.filterwarnings("ignore")
+        logging.getLogger().setLevel(logging.ERROR)
+    try:
+        a = make_parser().parse_args(argv)
+        if a.command is None:
+            make_parser().print_help()
+            return 2
+        return COMMANDS[a.command](a)
+    except CompilerError as e:
+        if debug or isinstance(e, InternalError):
+            traceback.print_exc()
+        _err(f"error: {e.one_line()}")
+        return e.exit_code
+    except KeyboardInterrupt:
+        _err("error: interrupted; no engine was written")
+        return EXIT_INTERRUPTED
+    except Exception as e:  # a bug: say so, with the traceback
+        traceback.print_exc()
+        _err(f"error: {InternalError(f'unexpected {type(e).__name__}: {e}', 'please report this').one_line()}")
+        return InternalError.exit_code

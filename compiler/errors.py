@@ -1,0 +1,100 @@
+"""One error tree for every user-facing failure.
+
+Each error names the stage that failed, the cause and the fix, and maps to a
+distinct process exit code so scripts and CI can tell failures apart without
+parsing text. Anything that is not a ``CompilerError`` is a bug: the CLI wraps
+it as ``InternalError`` and shows the traceback.
+"""
+from __future__ import annotations
+
+
+class CompilerError(Exception):
+    """A failure the user can act on. ``str(err)`` is one line: stage, cause, fix."""
+
+    stage = "compile"
+    exit_code = 1
+
+    def __init__(self, cause: str, fix: str | None = None, *, stage: str | None = None):
+        self.cause = cause.rstrip(".")
+        self.fix = fix
+        if stage is not None:
+            self.stage = stage
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        text = f"{self.stage}: {self.cause}"
+        if self.fix:
+            text += f"; fix: {self.fix}"
+        return " ".join(text.split())  # one line, whatever the parts held
+
+
+class ConfigError(CompilerError):
+    """Bad command-line values or settings (malformed --input-shapes, unknown input names)."""
+
+    stage = "config"
+    exit_code = 2
+
+
+class InspectError(CompilerError):
+    """The model cannot be read: missing path, not a SavedModel, unknown signature or tag."""
+
+    stage = "inspect"
+    exit_code = 3
+
+
+class ExportError(CompilerError):
+    """tf2onnx failed or left something in the graph that is not standard ONNX."""
+
+    stage = "export"
+    exit_code = 4
+
+
+class OptimizeError(CompilerError):
+    """A graph pass failed or broke the graph."""
+
+    stage = "optimize"
+    exit_code = 5
+
+
+class BuildError(CompilerError):
+    """The backend could not build an engine (or is not available here)."""
+
+    stage = "build"
+    exit_code = 6
+
+
+class ValidationError(CompilerError):
+    """Outputs differ beyond tolerance, or the comparison could not run."""
+
+    stage = "validate"
+    exit_code = 7
+
+
+class OutputError(CompilerError):
+    """An output path cannot be written."""
+
+    stage = "output"
+    exit_code = 8
+
+
+class InternalError(CompilerError):
+    """A bug in the compiler. Always shown with its traceback."""
+
+    stage = "internal"
+    exit_code = 70
+
+
+EXIT_INTERRUPTED = 130
+
+ALL_ERRORS = (ConfigError, InspectError, ExportError, OptimizeError, BuildError,
+              ValidationError, OutputError, InternalError)
+
+
+class RunError(CompilerError):
+    """A built artifact cannot be loaded or run (unknown format, truncated file, wrong inputs)."""
+
+    stage = "run"
+    exit_code = 9
+
+
+ALL_ERRORS = ALL_ERRORS + (RunError,)

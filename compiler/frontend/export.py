@@ -1,0 +1,112 @@
+"""The tf2onnx call. Every use of tf2onnx in this package lives in this file.
+
+tf2onnx 1.17 has no public ``from_saved_model``; we follow the path its own
+CLI takes (``tf_loader.from_saved_model`` then ``convert._convert_common``),
+which freezes and optimizes the graph once. ``convert.from_graph_def`` would
+freeze and run grappler a second time over the already frozen graph.
+
+tf2onnx reports success even when it leaves TensorFlow ops in the graph, so
+every export is verified before it is written: standard ops only, a model the
+ONNX checker accepts.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+import onnx
+
+from ..artifacts import OnnxArtifact, atomic_output
+from ..config import ExportConfig
+from ..errors import ExportError
+from ..onnxutil import io_specs, nonstandard_nodes
+from . import import_tensorflow, native_stderr_silenced
+
+
+class _Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def _tf2onnx_convert(model_dir: Path, signature: str, cfg: ExportConfig) -> onnx.ModelProto:
+    tf = import_tensorflow()
+    import tf2onnx
+    from tf2onnx import convert, tf_loader
+
+    tf_logger = logging.getLogger("tf2onnx")
+    collector = _Collect()
+    old_level, old_propagate = tf_logger.level, tf_logger.propagate
+    tf_logger.setLevel(logging.ERROR)
+    tf_logger.propagate = False  # we report its errors ourselves, in one line
+    tf_logger.addHandler(collector)
+    try:
+        with native_stderr_silenced():
+            try:
+                graph_def, inputs, outputs, tables, renames = tf_loader.from_saved_model(
+                    str(model_dir), None, None, cfg.tag, [signature], None, False,
+                    return_initialized_tables=True, return_tensors_to_rename=True)
+            except Exception as e:
+                raise ExportError(f"tf2onnx could not load the SavedModel ({type(e).__name__}: {_first_line(e)})",
+                                  "check that TensorFlow can load it: tf.saved_model.load(dir); "
+                                  "re-run with --debug for the traceback") from e
+            try:
+                with tf.device("/cpu:0"):
+                    model, _ = convert._convert_common(
+                        graph_def, name=str(model_dir), continue_on_error=True, opset=cfg.opset,
+                        input_names=inputs, output_names=outputs, tensors_to_rename=renames,
+                        initialized_tables=tables, extra_opset=[])
+            except Exception as e:
+                raise ExportError(f"tf2onnx {tf2onnx.__version__} failed to convert ({type(e).__name__}: "
+                                  f"{_first_line(e)})",
+                                  "try another --opset, or re-run with --debug for the traceback") from e
+    finally:
+        tf_logger.removeHandler(collector)
+        tf_logger.setLevel(old_level)
+        tf_logger.propagate = old_propagate
+    _verify(model, collector.messages)
+    return model
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:300] if text else type(e).__name__
+
+
+def _verify(model: onnx.ModelProto, tf2onnx_errors: list[str]) -> None:
+    bad = nonstandard_nodes(model)
+    if bad:
+        by_op = Counter(n.op_type for n in bad)
+        examples = {}
+        for n in bad:
+            examples.setdefault(n.op_type, n.name)
+        listing = ", ".join(f"{op} ×{k} (e.g. node '{examples[op]}')" if k > 1 else
+                            f"{op} (node '{examples[op]}')" for op, k in by_op.most_common())
+        raise ExportError(f"tf2onnx has no ONNX conversion for TensorFlow op(s): {listing}",
+                          "rewrite that part of the model with supported ops, move it out of the "
+                          "serving signature (pre/post-processing), or use another --opset")
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as e:
+        hint = f" (tf2onnx said: {tf2onnx_errors[-1]})" if tf2onnx_errors else ""
+        raise ExportError(f"tf2onnx produced an invalid ONNX model: {_first_line(e)}{hint}",
+                          "try another --opset, or re-run with --debug") from e
+
+
+def export(model_dir: Path, out: Path, signature: str, cfg: ExportConfig = ExportConfig()) -> OnnxArtifact:
+    """SavedModel at ``model_dir`` (signature already resolved by inspect) → verified ONNX at ``out``."""
+    model = _tf2onnx_convert(Path(model_dir), signature, cfg)
+    with atomic_output(Path(out), "ONNX model") as tmp:
+        onnx.save(model, str(tmp))
+    inputs, outputs = io_specs(model)
+    return OnnxArtifact(path=Path(out), inputs=inputs, outputs=outputs)
+
+
+def tf2onnx_version() -> str:
+    import tf2onnx
+
+    return tf2onnx.__version__

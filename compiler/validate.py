@@ -1,0 +1,263 @@
+"""Numerical validation of every seam with Polygraphy's Comparator.
+
+One seeded data loader feeds both sides of a seam; results carry, per output,
+max/mean/p99 absolute and relative error, the tolerance used and the
+tolerance that would have passed, so a failure explains itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .artifacts import TensorSpec
+from .config import Shape, ValidateConfig
+from .errors import ConfigError, InspectError, ValidationError
+
+# Value ranges for seeded random inputs: floats centred on zero exercise signs
+# (ReLU, abs); small non-negative ints are safe as indices and token ids.
+FLOAT_RANGE = (-1.0, 1.0)
+INT_RANGE = (0, 8)
+
+
+def resolve_shapes(inputs: tuple[TensorSpec, ...], given: dict[str, Shape], batch: int = 1) -> dict[str, Shape]:
+    """Concrete shapes for every input: the user's, else static dims with a dynamic batch set to ``batch``.
+
+    A dynamic dimension other than the leading one cannot be guessed (sequence
+    length, image size), so it needs --input-shapes.
+    """
+    names = {t.name for t in inputs}
+    unknown = sorted(set(given) - names)
+    if unknown:
+        raise ConfigError(f"--input-shapes names {', '.join(repr(u) for u in unknown)}, which is not an input; "
+                          f"inputs are: {', '.join(sorted(names))}", "use the input names shown by `inspect`")
+    shapes: dict[str, Shape] = {}
+    for t in inputs:
+        if t.name in given:
+            shape = given[t.name]
+            if len(shape) != len(t.shape) and t.shape != (None,):
+                raise ConfigError(f"--input-shapes gives '{t.name}' rank {len(shape)} but the model's input is "
+                                  f"{t.shape_text()} (rank {len(t.shape)})",
+                                  f"give {len(t.shape)} dimensions for '{t.name}'")
+            clash = [i for i, (m, s) in enumerate(zip(t.shape, shape)) if isinstance(m, int) and m >= 0 and m != s]
+            if clash:
+                raise ConfigError(f"--input-shapes gives '{t.name}' {list(shape)} but its axis {clash[0]} is fixed "
+                                  f"at {t.shape[clash[0]]} ({t.shape_text()})", "keep static dimensions as they are")
+            shapes[t.name] = shape
+            continue
+        dyn = t.dynamic_dims
+        if t.shape == (None,):
+            dyn = [-1]
+        if any(i != 0 for i in dyn):
+            example = "x".join(str(d) if isinstance(d, int) and d >= 0 else ("1" if i == 0 else "N")
+                               for i, d in enumerate(t.shape))
+            raise InspectError(f"input '{t.name}' has dynamic dimensions beyond the batch: {t.shape_text()}",
+                               f"pass --input-shapes {t.name}:{example} with N set to the size to build and "
+                               "validate for")
+        shapes[t.name] = tuple(batch if i == 0 and i in dyn else d for i, d in enumerate(t.shape))
+    return shapes
+
+
+def merge_specs(reference: tuple[TensorSpec, ...], candidate: tuple[TensorSpec, ...]) -> tuple[TensorSpec, ...]:
+    """Reference specs, with dims the candidate fixed (e.g. frozen by --input-shapes) made static."""
+    cand = {t.name: t for t in candidate}
+    merged = []
+    for t in reference:
+        c = cand.get(t.name)
+        if c is not None and len(c.shape) == len(t.shape):
+            shape = tuple(cd if isinstance(cd, int) and cd >= 0 else rd for rd, cd in zip(t.shape, c.shape))
+            t = TensorSpec(t.name, t.dtype, shape)
+        merged.append(t)
+    return tuple(merged)
+
+
+def input_ranges(inputs: tuple[TensorSpec, ...]) -> dict[str, tuple]:
+    ranges = {}
+    for t in inputs:
+        kind = np.dtype(t.dtype).kind if t.dtype != "string" else "O"
+        if kind == "O":
+            raise ValidationError(f"input '{t.name}' is a string tensor; random strings cannot validate a model",
+                                  "move string pre-processing out of the signature, or pass --no-validate")
+        ranges[t.name] = FLOAT_RANGE if kind == "f" else (INT_RANGE if kind in "iu" else (0, 1))
+    return ranges
+
+
+def data_loader(inputs: tuple[TensorSpec, ...], shapes: dict[str, Shape], cfg: ValidateConfig):
+    from polygraphy.common import TensorMetadata
+    from polygraphy.comparator import DataLoader
+
+    meta = TensorMetadata()
+    for t in inputs:
+        meta.add(t.name, np.dtype(t.dtype), shapes[t.name])
+    return DataLoader(seed=cfg.seed, iterations=cfg.iterations, input_metadata=meta, val_range=input_ranges(inputs))
+
+
+@dataclass
+class OutputDiff:
+    name: str
+    max_abs: float
+    mean_abs: float
+    p99_abs: float
+    max_rel: float
+    mean_rel: float
+    p99_rel: float
+    atol: float
+    rtol: float
+    passed: bool
+    shape: tuple = ()
+
+    def to_json(self) -> dict:
+        return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in self.__dict__.items()
+                if k not in ("name",)} | {"shape": list(self.shape)}
+
+
+@dataclass
+class SeamResult:
+    seam: str
+    reference: str
+    candidate: str
+    passed: bool
+    outputs: dict[str, OutputDiff] = field(default_factory=dict)
+    seed: int = 0
+    iterations: int = 1
+    shapes: dict = field(default_factory=dict)
+    note: str | None = None
+
+    def __bool__(self):
+        return self.passed
+
+    def to_json(self) -> dict:
+        return {"seam": self.seam, "reference": self.reference, "candidate": self.candidate, "passed": self.passed,
+                "seed": self.seed, "iterations": self.iterations,
+                "shapes": {k: list(v) for k, v in self.shapes.items()}, "note": self.note,
+                "outputs": {k: v.to_json() for k, v in self.outputs.items()}}
+
+    def failure_line(self) -> str:
+        if self.note:
+            return f"seam {self.seam}: {self.note}"
+        bad = [o for o in self.outputs.values() if not o.passed]
+        parts = [f"'{o.name}' max abs {o.max_abs:.3g} (atol {o.atol:g}), max rel {o.max_rel:.3g} (rtol {o.rtol:g})"
+                 for o in bad]
+        return f"seam {self.seam}: {self.candidate} differs from {self.reference}: " + "; ".join(parts)
+
+
+def _is_exact(arr: np.ndarray) -> bool:
+    return arr.dtype.kind in "iub"
+
+
+def error_stats(ref: np.ndarray, cand: np.ndarray) -> dict[str, float]:
+    """max/mean/p99 of absolute and relative error; relative error is |a-b| / |ref| (0 where both are 0)."""
+    ref64, cand64 = np.asarray(ref, dtype=np.float64), np.asarray(cand, dtype=np.float64)
+    absdiff = np.abs(ref64 - cand64)
+    denom = np.abs(ref64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(absdiff == 0, 0.0, absdiff / denom)
+    if absdiff.size == 0:
+        return dict.fromkeys(("max_abs", "mean_abs", "p99_abs", "max_rel", "mean_rel", "p99_rel"), 0.0)
+    return {"max_abs": float(absdiff.max()), "mean_abs": float(absdiff.mean()),
+            "p99_abs": float(np.quantile(absdiff, 0.99)), "max_rel": float(rel.max()),
+            "mean_rel": float(rel.mean()), "p99_rel": float(np.quantile(rel, 0.99))}
+
+
+def compare(reference, candidate, seam: str, ref_label: str, cand_label: str, inputs: tuple[TensorSpec, ...],
+            shapes: dict[str, Shape], cfg: ValidateConfig, tolerances: tuple[float, float]) -> SeamResult:
+    """Run both Polygraphy runners on the same seeded data and compare every output of the reference.
+
+    Polygraphy's ``SimpleCompareFunc`` gives the verdict (elementwise: |a-b| <= atol or
+    rel <= rtol); the error statistics are computed here over all iterations.
+    """
+    from polygraphy.comparator import Comparator
+    from polygraphy.comparator.compare import SimpleCompareFunc
+
+    atol, rtol = tolerances
+    results = Comparator.run([reference, candidate], data_loader=data_loader(inputs, shapes, cfg))
+    ref_iters, cand_iters = results[reference.name], results[candidate.name]
+    names = list(ref_iters[0].keys())
+    missing = sorted(set(names) - set(cand_iters[0].keys()))
+    if missing:
+        raise ValidationError(f"seam {seam}: {cand_label} lacks output(s) {', '.join(missing)} of {ref_label}",
+                              "outputs were renamed or dropped; check the export and the passes")
+    # Integer and boolean outputs (argmax, masks) must match exactly.
+    exact = {n: _is_exact(np.asarray(ref_iters[0][n])) for n in names}
+    per_atol = {n: 0.0 if exact[n] else atol for n in names}
+    per_rtol = {n: 0.0 if exact[n] else rtol for n in names}
+    func = SimpleCompareFunc(atol=per_atol, rtol=per_rtol, check_shapes=True)
+    verdicts = Comparator.compare_accuracy(results, compare_func=func)[0][(reference.name, candidate.name)]
+    outputs: dict[str, OutputDiff] = {}
+    note = None
+    for name in names:
+        refs = [np.asarray(it[name]) for it in ref_iters]
+        cands = [np.asarray(it[name]) for it in cand_iters]
+        passed = all(bool(v[name]) for v in verdicts)
+        if any(r.shape != c.shape for r, c in zip(refs, cands)):
+            stats = dict.fromkeys(("max_abs", "mean_abs", "p99_abs", "max_rel", "mean_rel", "p99_rel"), float("inf"))
+            note = (f"output '{name}' has shape {cands[0].shape} in {cand_label} but {refs[0].shape} in {ref_label}")
+            passed = False
+        else:
+            stats = error_stats(np.concatenate([r.ravel() for r in refs]), np.concatenate([c.ravel() for c in cands]))
+        outputs[name] = OutputDiff(name=name, atol=per_atol[name], rtol=per_rtol[name], passed=passed,
+                                   shape=tuple(refs[0].shape), **stats)
+    return SeamResult(seam, ref_label, cand_label, all(o.passed for o in outputs.values()), outputs, cfg.seed,
+                      cfg.iterations, dict(shapes), note)
+
+
+def onnx_runner(path: Path, name: str):
+    from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
+
+    return OnnxrtRunner(SessionFromOnnx(str(path), providers=["CPUExecutionProvider"]), name=name)
+
+
+def quiet_polygraphy() -> None:
+    """Polygraphy logs every comparison; our report says the same in one place."""
+    from polygraphy import config as pconfig
+    from polygraphy.logger import G_LOGGER
+
+    G_LOGGER.module_severity = G_LOGGER.CRITICAL
+    G_LOGGER.colors = False
+    pconfig.AUTOINSTALL_DEPS = False
+
+
+class PassNumericsCheck:
+    """``--check-each-pass``: compare the graph after each pass with the pipeline's input on onnxruntime.
+
+    The reference runs once; each pass's output runs on the same seeded data.
+    A mismatch raises an error that names the pass that broke semantics.
+    """
+
+    def __init__(self, reference_path: Path, inputs: tuple[TensorSpec, ...], shapes: dict[str, Shape],
+                 cfg: ValidateConfig, tolerances: tuple[float, float]):
+        from polygraphy.comparator import Comparator
+
+        self.inputs, self.shapes, self.cfg, self.tolerances = inputs, shapes, cfg, tolerances
+        self.reference = onnx_runner(reference_path, "before-passes")
+        self.ref_results = Comparator.run([self.reference], data_loader=data_loader(inputs, shapes, cfg))
+        self.results: list[SeamResult] = []
+
+    def __call__(self, model, pass_name: str) -> None:
+        from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
+        from polygraphy.comparator import Comparator, RunResults
+        from polygraphy.comparator.compare import SimpleCompareFunc
+
+        from .errors import OptimizeError
+
+        cand = OnnxrtRunner(SessionFromOnnx(model.SerializeToString(), providers=["CPUExecutionProvider"]),
+                            name=f"after-{pass_name}")
+        try:
+            cand_results = Comparator.run([cand], data_loader=data_loader(self.inputs, self.shapes, self.cfg))
+        except Exception as e:  # onnxruntime rejecting the graph is the pass's fault: name it
+            raise OptimizeError(f"after pass '{pass_name}' onnxruntime cannot run the graph "
+                                f"({type(e).__name__}: {str(e).splitlines()[0][:200]})",
+                                f"skip it with --skip-pass {pass_name} and report the bug") from e
+        # RunResults.update() in Polygraphy 0.53.6 indexes its list by name and fails; append pairs.
+        merged = RunResults()
+        merged.lst.extend(list(self.ref_results.lst) + list(cand_results.lst))
+        atol, rtol = self.tolerances
+        acc = Comparator.compare_accuracy(merged, compare_func=SimpleCompareFunc(atol=atol, rtol=rtol,
+                                                                                 check_shapes=True))
+        per_iter = acc[0][(self.reference.name, cand.name)]
+        bad = {n: r for it in per_iter for n, r in it.items() if not r}
+        if bad:
+            detail = "; ".join(f"'{n}' max abs {r.max_absdiff:.3g}" for n, r in bad.items())
+            raise OptimizeError(f"pass '{pass_name}' changed the model's outputs beyond atol {atol:g}/rtol "
+                                f"{rtol:g}: {detail}", f"skip it with --skip-pass {pass_name} and report the bug")

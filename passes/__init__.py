@@ -1,0 +1,44 @@
+"""Graph-surgery passes over onnx-graphsurgeon, and the default pipeline.
+
+Every pass is exported here explicitly; nothing registers itself on import.
+"""
+from __future__ import annotations
+
+from .cleanup_toposort import CleanupToposort
+from .fold_constants import FoldConstants
+from .freeze_input_shapes import FreezeInputShapes
+from .infer_shapes import InferShapes
+from .infra import Pass, PassContext, PassError, PassManager, PassRecord, PassResult, fingerprint
+
+ALL_PASSES: dict[str, type[Pass]] = {
+    cls.name: cls for cls in (FreezeInputShapes, InferShapes, FoldConstants, CleanupToposort)
+}
+
+
+def default_pipeline() -> list[Pass]:
+    """The default order, and why it is this order."""
+    return [
+        # Static input shapes first: every later pass sees the shapes the engine will run with.
+        FreezeInputShapes(),
+        # Shapes and dtypes on every tensor before folding: fold_constants can only turn
+        # Shape(x) into a constant when x's shape is known.
+        InferShapes(),
+        # Evaluate constant subgraphs (weights arithmetic, shape arithmetic) into initializers.
+        FoldConstants(),
+        # Last: drop what folding left dangling and sort, as TensorRT's parser needs.
+        CleanupToposort(),
+    ]
+
+
+def build_pipeline(names: tuple[str, ...] | None = None, skip: tuple[str, ...] = ()) -> list[Pass]:
+    """The default pipeline, or the named passes in the given order, minus ``skip``."""
+    unknown = sorted((set(names or ()) | set(skip)) - set(ALL_PASSES))
+    if unknown:
+        raise PassError(f"unknown pass(es) {', '.join(unknown)}; available: {', '.join(ALL_PASSES)}")
+    pipeline = default_pipeline() if names is None else [ALL_PASSES[n]() for n in names]
+    return [p for p in pipeline if p.name not in skip]
+
+
+__all__ = ["ALL_PASSES", "CleanupToposort", "FoldConstants", "FreezeInputShapes", "InferShapes", "Pass",
+           "PassContext", "PassError", "PassManager", "PassRecord", "PassResult", "build_pipeline",
+           "default_pipeline", "fingerprint"]

@@ -1,0 +1,24 @@
+"""fold_constants: evaluate every subgraph whose inputs are all constant, and drop what it leaves.
+
+Rewrite: ``Add(Const a, Const b) → Const(a + b)``; with static shapes,
+``Shape(x) → Const(x.shape)`` and the Gather/Concat/Reshape arithmetic on it.
+onnx-graphsurgeon's ``fold_constants`` evaluates with onnxruntime; a subgraph
+it cannot evaluate is left as it was (not folding is always safe), and the
+nodes whose outputs became constants are removed by ``cleanup``.
+"""
+from __future__ import annotations
+
+import onnx_graphsurgeon as gs
+
+from .infra import Pass, PassContext, PassResult
+
+
+class FoldConstants(Pass):
+    name = "fold_constants"
+
+    def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
+        before = len(graph.nodes)
+        graph.fold_constants(fold_shapes=True, flatten_subgraphs=True)
+        graph.cleanup(remove_unused_graph_inputs=False)
+        after = len(graph.nodes)
+        return PassResult(changed=after != before, stats={"folded_nodes": before - after})

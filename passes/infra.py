@@ -1,0 +1,164 @@
+"""Pass base class, results, and the manager that runs a pipeline to a fixed point.
+
+A pass mutates a ``gs.Graph`` in place and says honestly whether it changed
+anything. The manager trusts but verifies: it fingerprints the graph around
+every pass and treats a claim that disagrees with the fingerprint as a bug in
+that pass. It also records time, node counts and op deltas per pass, can dump
+the graph after each pass, and can run a numerics check after each pass so a
+pass that breaks semantics is named rather than guessed.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import onnx
+import onnx_graphsurgeon as gs
+
+Shape = tuple[int, ...]
+
+
+class PassError(Exception):
+    """A pass could not do its job; the message names the pass and the reason."""
+
+
+@dataclass
+class PassResult:
+    changed: bool
+    stats: dict = field(default_factory=dict)
+
+
+@dataclass
+class PassContext:
+    """What passes may read besides the graph: the user's settings."""
+
+    input_shapes: dict[str, Shape] = field(default_factory=dict)
+
+
+class Pass:
+    """Subclasses set ``name`` (== their file name) and implement ``run``."""
+
+    name: str = ""
+
+    def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"<pass {self.name}>"
+
+
+@dataclass
+class PassRecord:
+    name: str
+    iteration: int
+    changed: bool
+    seconds: float
+    nodes_before: int
+    nodes_after: int
+    op_delta: dict[str, int]
+    stats: dict
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "iteration": self.iteration, "changed": self.changed,
+                "seconds": round(self.seconds, 6), "nodes_before": self.nodes_before,
+                "nodes_after": self.nodes_after, "op_delta": self.op_delta, "stats": self.stats}
+
+
+def _shape_key(t) -> tuple | None:
+    return None if t.shape is None else tuple(t.shape)
+
+
+def fingerprint(graph: gs.Graph) -> tuple:
+    """A structural summary that changes whenever a pass changes the graph.
+
+    Covers node order, ops, attributes, connections, graph IO, and every
+    tensor's shape and dtype. Constant payloads are summarised by name, shape
+    and dtype (a rewrite that changes values also renames or reshapes).
+    """
+    def attr_key(v):
+        if isinstance(v, gs.Tensor):
+            return ("tensor", v.name, _shape_key(v), str(v.dtype))
+        if isinstance(v, gs.Graph):
+            return ("graph", fingerprint(v))
+        return repr(v)
+
+    nodes = tuple(
+        (n.op, n.name, n.domain, tuple(sorted((k, attr_key(v)) for k, v in n.attrs.items())),
+         tuple(t.name for t in n.inputs), tuple(t.name for t in n.outputs))
+        for n in graph.nodes)
+    tensors = tuple(sorted((name, _shape_key(t), str(t.dtype), isinstance(t, gs.Constant))
+                           for name, t in graph.tensors().items()))
+    io = (tuple(t.name for t in graph.inputs), tuple(t.name for t in graph.outputs))
+    return nodes, tensors, io
+
+
+def op_counts(graph: gs.Graph) -> Counter:
+    return Counter(n.op for n in graph.nodes)
+
+
+CheckFn = Callable[[onnx.ModelProto, str], None]
+
+
+class PassManager:
+    """Runs ``passes`` in order, repeating the whole list until a round changes nothing."""
+
+    def __init__(self, passes: list[Pass], max_iterations: int = 4, check: CheckFn | None = None,
+                 dump_dir: Path | None = None, verify_changed: bool = True):
+        names = [p.name for p in passes]
+        if len(set(names)) != len(names):
+            raise PassError(f"pipeline lists a pass twice: {names}")
+        self.passes, self.max_iterations = passes, max_iterations
+        self.check, self.dump_dir, self.verify_changed = check, dump_dir, verify_changed
+        self.records: list[PassRecord] = []
+        self._dumped = 0
+
+    def _export(self, graph: gs.Graph, template: onnx.ModelProto) -> onnx.ModelProto:
+        model = gs.export_onnx(graph, do_type_check=False)
+        model.ir_version = template.ir_version
+        model.producer_name = template.producer_name
+        model.producer_version = template.producer_version
+        return model
+
+    def _dump(self, graph, template, name):
+        if self.dump_dir is None:
+            return
+        self.dump_dir.mkdir(parents=True, exist_ok=True)
+        path = self.dump_dir / f"{self._dumped:03d}_{name}.onnx"
+        onnx.save(self._export(graph, template), str(path))
+        self._dumped += 1
+
+    def run(self, model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
+        graph = gs.import_onnx(model)
+        self._dump(graph, model, "input")
+        for iteration in range(1, self.max_iterations + 1):
+            round_changed = False
+            for p in self.passes:
+                before_ops = op_counts(graph)
+                before_fp = fingerprint(graph) if self.verify_changed else None
+                start = time.perf_counter()
+                result = p.run(graph, ctx)
+                seconds = time.perf_counter() - start
+                if not isinstance(result, PassResult):
+                    raise PassError(f"pass '{p.name}' returned {type(result).__name__}, not PassResult")
+                if before_fp is not None:
+                    really = fingerprint(graph) != before_fp
+                    if really != result.changed:
+                        raise PassError(f"pass '{p.name}' reported changed={result.changed} but the graph "
+                                        f"{'did' if really else 'did not'} change")
+                after_ops = op_counts(graph)
+                delta = {op: after_ops[op] - before_ops[op] for op in sorted(set(before_ops) | set(after_ops))
+                         if after_ops[op] != before_ops[op]}
+                self.records.append(PassRecord(p.name, iteration, result.changed, seconds,
+                                               sum(before_ops.values()), sum(after_ops.values()), delta,
+                                               result.stats))
+                if result.changed:
+                    round_changed = True
+                    self._dump(graph, model, p.name)
+                    if self.check is not None:
+                        self.check(self._export(graph, model), p.name)
+            if not round_changed:
+                break
+        return self._export(graph, model)
