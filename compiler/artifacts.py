@@ -78,6 +78,9 @@ def check_writable(path: Path, what: str) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise OutputError(f"{what} path '{path}' is a directory", "give a file path, e.g. out/model.engine")
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"cannot write {what} '{path}': '{parent}' is a file, not a directory",
+                          "choose a path inside a directory")
     if not parent.is_dir():
         raise OutputError(f"cannot write {what} '{path}': directory '{parent}' does not exist",
                           f"create it first (mkdir -p {parent}) or choose another path")

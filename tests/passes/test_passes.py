@@ -1,0 +1,164 @@
+"""Each pass three ways: structure, numerics vs onnxruntime, onnx.checker; then properties over real models."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+import pytest
+from onnx import TensorProto, helper
+
+from passes import (CleanupToposort, FoldConstants, FreezeInputShapes, InferShapes, PassContext, PassError,
+                    PassManager, PassResult, build_pipeline, default_pipeline, fingerprint)
+from passes.infra import Pass
+from tests.conftest import COMPILABLE, golden, ort_run
+
+
+def _model(nodes, inputs, outputs, inits=(), opset=17):
+    g = helper.make_graph(nodes, "t", inputs, outputs, initializer=list(inits))
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    return m
+
+
+def _const(name, arr):
+    return onnx.numpy_helper.from_array(np.asarray(arr), name)
+
+
+def _foldable_model():
+    """y = x + (a * b) + reshape-by-shape arithmetic: (a*b) folds; Shape(x) folds once x is static."""
+    a, b = np.arange(6, dtype=np.float32).reshape(2, 3), np.full((2, 3), 0.5, np.float32)
+    nodes = [
+        helper.make_node("Mul", ["a", "b"], ["ab"], name="mul_consts"),
+        helper.make_node("Add", ["x", "ab"], ["s"], name="add"),
+        helper.make_node("Shape", ["x"], ["shp"], name="shape"),
+        helper.make_node("Reshape", ["s", "shp"], ["y"], name="reshape"),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])
+    return _model(nodes, [x], [y], [_const("a", a), _const("b", b)])
+
+
+def _run_pass(p: Pass, model: onnx.ModelProto, ctx: PassContext | None = None):
+    graph = gs.import_onnx(model)
+    result = p.run(graph, ctx or PassContext())
+    return graph, result, gs.export_onnx(graph)
+
+
+FEED = {"x": np.random.default_rng(0).normal(size=(2, 3)).astype(np.float32)}
+
+
+def test_freeze_input_shapes_structure_numerics_checker():
+    graph, result, out = _run_pass(FreezeInputShapes(), _foldable_model(), PassContext({"x": (2, 3)}))
+    assert result.changed and result.stats["frozen"] == ["x"]
+    assert [d.dim_value for d in out.graph.input[0].type.tensor_type.shape.dim] == [2, 3]
+    onnx.checker.check_model(out, full_check=True)
+    np.testing.assert_array_equal(ort_run(out, FEED)["y"], ort_run(_foldable_model(), FEED)["y"])
+    assert not FreezeInputShapes().run(graph, PassContext({"x": (2, 3)})).changed  # honest on its own output
+
+
+@pytest.mark.parametrize("shape, match", [((2, 3, 1), "rank"), ((2, 4), "axis 1"), (None, "not an input")])
+def test_freeze_input_shapes_refuses_with_reason(shape, match):
+    ctx = PassContext({"x": shape} if shape else {"nope": (1, 3)})
+    with pytest.raises(PassError, match=match):
+        _run_pass(FreezeInputShapes(), _foldable_model(), ctx)
+
+
+def test_infer_shapes_annotates_without_losing_static_dims():
+    model = _foldable_model()
+    graph, result, out = _run_pass(InferShapes(), model)
+    assert result.changed
+    assert graph.tensors()["s"].shape == ["N", 3] or graph.tensors()["s"].shape[1] == 3
+    onnx.checker.check_model(out, full_check=True)
+    np.testing.assert_array_equal(ort_run(out, FEED)["y"], ort_run(model, FEED)["y"])
+    assert not InferShapes().run(graph, PassContext()).changed
+
+
+def test_fold_constants_folds_weights_and_static_shapes():
+    model = _foldable_model()
+    graph = gs.import_onnx(model)
+    FreezeInputShapes().run(graph, PassContext({"x": (2, 3)}))
+    InferShapes().run(graph, PassContext())
+    result = FoldConstants().run(graph, PassContext())
+    out = gs.export_onnx(graph)
+    ops = [n.op_type for n in out.graph.node]
+    assert result.changed and "Mul" not in ops and "Shape" not in ops, ops
+    assert result.stats["folded_nodes"] == 2
+    onnx.checker.check_model(out, full_check=True)
+    np.testing.assert_allclose(ort_run(out, FEED)["y"], ort_run(model, FEED)["y"], rtol=0, atol=0)
+    assert not FoldConstants().run(graph, PassContext()).changed
+
+
+def test_cleanup_toposort_removes_dead_nodes_and_sorts():
+    nodes = [  # deliberately out of order, with a dead branch
+        helper.make_node("Relu", ["h"], ["y"], name="second"),
+        helper.make_node("Neg", ["x"], ["dead"], name="dead"),
+        helper.make_node("Abs", ["x"], ["h"], name="first"),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])
+    graph, result, out = _run_pass(CleanupToposort(), _model(nodes, [x], [y]))
+    assert result.changed and [n.name for n in out.graph.node] == ["first", "second"]
+    onnx.checker.check_model(out, full_check=True)
+    np.testing.assert_array_equal(ort_run(out, FEED)["y"], np.abs(FEED["x"]))
+    assert not CleanupToposort().run(graph, PassContext()).changed
+
+
+def test_cleanup_keeps_unused_graph_inputs():
+    nodes = [helper.make_node("Abs", ["x"], ["y"])]
+    ins = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2]) for n in ("x", "unused")]
+    graph, _, out = _run_pass(CleanupToposort(), _model(nodes, ins, [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])]))
+    assert [i.name for i in out.graph.input] == ["x", "unused"]
+
+
+class _Liar(Pass):
+    name = "liar"
+
+    def run(self, graph, ctx):
+        graph.nodes[0].name = "renamed"
+        return PassResult(changed=False)
+
+
+def test_manager_catches_a_pass_that_lies_about_changed():
+    with pytest.raises(PassError, match="liar.*changed=False"):
+        PassManager([_Liar()]).run(_foldable_model(), PassContext())
+
+
+def test_manager_records_dumps_and_checks(tmp_path):
+    seen = []
+    manager = PassManager(default_pipeline(), check=lambda m, name: seen.append(name), dump_dir=tmp_path)
+    out = manager.run(_foldable_model(), PassContext({"x": (2, 3)}))
+    changed = [r.name for r in manager.records if r.changed]
+    assert seen == changed and "fold_constants" in changed
+    assert sorted(p.name for p in tmp_path.iterdir())[0] == "000_input.onnx"
+    assert len(list(tmp_path.iterdir())) == 1 + len(changed)
+    assert manager.records[-1].iteration >= 2  # it ran until a round changed nothing
+    assert not any(r.changed for r in manager.records if r.iteration == manager.records[-1].iteration)
+    fold = next(r for r in manager.records if r.name == "fold_constants")
+    assert fold.op_delta == {"Mul": -1, "Shape": -1}
+
+
+def test_pipeline_selection_and_unknown_names():
+    assert [p.name for p in build_pipeline(skip=("fold_constants",))] == [
+        "freeze_input_shapes", "infer_shapes", "cleanup_toposort"]
+    assert [p.name for p in build_pipeline(("cleanup_toposort",))] == ["cleanup_toposort"]
+    with pytest.raises(PassError, match="unknown pass"):
+        build_pipeline(("nope",))
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("name", sorted(COMPILABLE))
+def test_pipeline_properties_on_fixtures(exported, name):
+    """Semantics preserved (vs the TF goldens), a second run changes nothing, `changed` verified by fingerprint."""
+    ins, outs = golden(name)
+    shapes = {k: v.shape for k, v in ins.items()}
+    model = onnx.load(str(exported[name]))
+    manager = PassManager(default_pipeline())
+    once = manager.run(model, PassContext(shapes))
+    onnx.checker.check_model(once, full_check=True)
+    got = ort_run(once, ins)
+    for k, v in outs.items():
+        np.testing.assert_allclose(got[k], v, atol=1e-5, rtol=1e-4)
+    again = PassManager(default_pipeline())
+    twice = again.run(once, PassContext(shapes))
+    assert not any(r.changed for r in again.records)
+    assert fingerprint(gs.import_onnx(twice)) == fingerprint(gs.import_onnx(once))
