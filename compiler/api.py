@@ -36,11 +36,25 @@ def inspect_model(model: Path, cfg: ExportConfig = ExportConfig()) -> ModelInfo:
     return inspect_saved_model(Path(model), cfg.signature, cfg.tag)
 
 
+def require_safe(info: ModelInfo, cfg: ExportConfig) -> None:
+    """Refuse a SavedModel whose graph reads or writes files or runs Python, unless allowed."""
+    from .errors import InspectError
+
+    if info.safety is None or info.safety["safe"] or cfg.allow_unsafe_ops:
+        return
+    from .frontend.scan import ScanResult
+
+    result = ScanResult.from_json(info.safety)
+    raise InspectError(f"refusing to load '{info.path}': {result.summary()}",
+                       "inspect the model's origin; if you trust it, pass --allow-unsafe-ops")
+
+
 def export_model(model_dir: Path, out: Path, cfg: ExportConfig = ExportConfig(),
                  info: ModelInfo | None = None) -> OnnxArtifact:
     from .frontend.export import export
 
     info = info or inspect_model(model_dir, cfg)
+    require_safe(info, cfg)
     return export(Path(model_dir), Path(out), info.signature, cfg)
 
 
@@ -87,6 +101,8 @@ def validate_artifacts(reference: Path, candidate: Path, seam: str, cfg: Validat
     quiet_polygraphy()
     reference, candidate = Path(reference), Path(candidate)
     info, cand_info = _model_info(reference, export_cfg), _model_info(candidate, export_cfg)
+    require_safe(info, export_cfg)
+    require_safe(cand_info, export_cfg)
     inputs = merge_specs(info.inputs, cand_info.inputs)
     shapes = resolve_shapes(inputs, shapes or {}, cfg.batch)
     ref_label, cand_label = labels or (reference.name, candidate.name)
@@ -180,6 +196,8 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
     vcfg = cfg.validate
     with _stage(report, "inspect", observer):
         info = inspect_model(model, cfg.export)
+        report.safety = info.safety
+        require_safe(info, cfg.export)
         shapes = resolve_shapes(info.inputs, cfg.optimize.input_shapes, vcfg.batch)
         backend, notice = resolve_backend(cfg.build.backend)
         report.backend, report.backend_notice = backend, notice
@@ -232,6 +250,7 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
                     result = validate_artifacts(ref, cand, seam, vcfg, shapes, vcfg.tolerances(seam), cfg.export,
                                                 labels)
                     report.validation.append(result)
+                    report.notices.extend(f"validation {seam}: {w}" for w in result.warnings)
                 failed = [s for s in report.validation if not s.passed]
                 if failed:
                     rec.status = "failed"

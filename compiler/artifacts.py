@@ -44,6 +44,7 @@ class ModelInfo:
     ops: dict[str, int]
     signatures: dict[str, dict] = field(default_factory=dict)  # all signatures, for listing
     tags: tuple[tuple[str, ...], ...] = ()
+    safety: dict | None = None  # SavedModels: the unsafe-op scan's verdict (frontend/scan.py)
 
     def to_json(self) -> dict:
         return {
@@ -51,7 +52,7 @@ class ModelInfo:
             "tags": [list(t) for t in self.tags],
             "inputs": [t.to_json() for t in self.inputs],
             "outputs": [t.to_json() for t in self.outputs],
-            "signatures": self.signatures,
+            "signatures": self.signatures, "safety": self.safety,
             "nodes": sum(self.ops.values()),
             "ops": dict(sorted(self.ops.items(), key=lambda kv: (-kv[1], kv[0]))),
         }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import traceback
@@ -30,6 +31,8 @@ def _export_flags(p):
     g.add_argument("--signature", help="SavedModel signature to export (default: serving_default, or the only one)")
     g.add_argument("--tag", default="serve", help="MetaGraph tag (default: serve)")
     g.add_argument("--opset", type=int, default=17, help="ONNX opset for tf2onnx (default: 17)")
+    g.add_argument("--allow-unsafe-ops", action="store_true",
+                   help="load a SavedModel even if its graph reads/writes files or runs Python")
 
 
 def _optimize_flags(p):
@@ -101,6 +104,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("reference", type=Path, help="SavedModel, ONNX file or built engine")
     p.add_argument("candidate", type=Path, help="ONNX file or built engine")
     p.add_argument("--input-shapes"), p.add_argument("--signature"), p.add_argument("--tag", default="serve")
+    p.add_argument("--allow-unsafe-ops", action="store_true", help="load SavedModels that fail the unsafe-op scan")
     p.add_argument("--json", action="store_true")
     _validate_flags(p), _common(p)
     return top
@@ -119,7 +123,8 @@ def _optimize_cfg(a) -> OptimizeConfig:
 
 
 def _export_cfg(a) -> ExportConfig:
-    return ExportConfig(signature=a.signature, tag=a.tag, opset=getattr(a, "opset", 17))
+    return ExportConfig(signature=a.signature, tag=a.tag, opset=getattr(a, "opset", 17),
+                        allow_unsafe_ops=getattr(a, "allow_unsafe_ops", False))
 
 
 def _err(msg: str) -> None:
@@ -159,7 +164,7 @@ def cmd_compile(a) -> int:
         print(summary_table(report))
         print()
     for notice in report.notices:
-        print(f"NOTICE: {notice}")
+        print(f"{'WARNING' if notice.startswith('validation') else 'NOTICE'}: {notice}")
     print(f"engine: {a.out} ({report.engine['format']}, {report.engine['bytes']} bytes)")
     print(f"report: {report_path}")
     if a.keep_intermediates:
@@ -178,6 +183,7 @@ def cmd_inspect(a) -> int:
     if info.format == "saved_model":
         print(f"tags: {'; '.join(','.join(t) for t in info.tags)}")
         print(f"signatures: {', '.join(info.signatures)} (using: {info.signature})")
+        print(f"safety: {_safety_line(info.safety)}")
     for kind, specs in (("inputs", info.inputs), ("outputs", info.outputs)):
         print(f"{kind}:")
         for t in specs:
@@ -186,6 +192,12 @@ def cmd_inspect(a) -> int:
     ops = sorted(info.ops.items(), key=lambda kv: (-kv[1], kv[0]))
     print(f"ops ({sum(info.ops.values())} nodes): " + ", ".join(f"{k} {v}" for k, v in ops))
     return 0
+
+
+def _safety_line(safety: dict) -> str:
+    from .frontend.scan import ScanResult
+
+    return ScanResult.from_json(safety).summary()
 
 
 def cmd_export(a) -> int:
@@ -246,13 +258,15 @@ def cmd_validate(a) -> int:
     vcfg = _validate_cfg(a)
     tol = (a.atol if a.atol is not None else 1e-4, a.rtol if a.rtol is not None else 1e-3)
     result = validate_artifacts(a.reference, a.candidate, "validate", vcfg, parse_shapes(a.input_shapes), tol,
-                                ExportConfig(signature=a.signature, tag=a.tag))
+                                _export_cfg(a))
     if a.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
         for o in result.outputs.values():
             print(f"  {o.name}: max abs {o.max_abs:.3e}  max rel {o.max_rel:.3e}  p99 abs {o.p99_abs:.3e}  "
                   f"atol {o.atol:g} rtol {o.rtol:g}  {'ok' if o.passed else 'FAIL'}")
+    for w in result.warnings:
+        print(f"WARNING: {w}")
     if not result.passed:
         raise ValidationError(result.failure_line(), "loosen --atol/--rtol if the difference is expected")
     print("validation: passed")
@@ -285,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         _err(f"error: {e.one_line()}")
         return e.exit_code
+    except BrokenPipeError:  # output piped into `head` and the like: not an error
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except KeyboardInterrupt:
         _err("error: interrupted; no engine was written")
         return EXIT_INTERRUPTED

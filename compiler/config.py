@@ -56,6 +56,7 @@ class ExportConfig:
     signature: str | None = None  # None: serving_default, else the only one
     tag: str = "serve"
     opset: int = 17
+    allow_unsafe_ops: bool = False  # compile SavedModels whose graph reads/writes files or runs Python
 
 
 @dataclass(frozen=True)

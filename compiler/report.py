@@ -56,6 +56,7 @@ class Report:
     engine: dict | None = None
     intermediates: dict[str, str] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
+    safety: dict | None = None
 
     @property
     def status(self) -> str:
@@ -74,7 +75,7 @@ class Report:
             "inputs": self.inputs, "outputs": self.outputs,
             "graph": self.graph, "passes": self.passes,
             "validation": [s.to_json() for s in self.validation],
-            "engine": self.engine, "intermediates": self.intermediates, "notices": self.notices,
+            "safety": self.safety, "engine": self.engine, "intermediates": self.intermediates, "notices": self.notices,
             "versions": versions(),
         }
 

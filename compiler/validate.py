@@ -123,6 +123,7 @@ class SeamResult:
     iterations: int = 1
     shapes: dict = field(default_factory=dict)
     note: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def __bool__(self):
         return self.passed
@@ -131,6 +132,7 @@ class SeamResult:
         return {"seam": self.seam, "reference": self.reference, "candidate": self.candidate, "passed": self.passed,
                 "seed": self.seed, "iterations": self.iterations,
                 "shapes": {k: list(v) for k, v in self.shapes.items()}, "note": self.note,
+                "warnings": self.warnings,
                 "outputs": {k: v.to_json() for k, v in self.outputs.items()}}
 
     def failure_line(self) -> str:
@@ -185,7 +187,7 @@ def compare(reference, candidate, seam: str, ref_label: str, cand_label: str, in
     func = SimpleCompareFunc(atol=per_atol, rtol=per_rtol, check_shapes=True)
     verdicts = Comparator.compare_accuracy(results, compare_func=func)[0][(reference.name, candidate.name)]
     outputs: dict[str, OutputDiff] = {}
-    note = None
+    note, warnings = None, []
     for name in names:
         refs = [np.asarray(it[name]) for it in ref_iters]
         cands = [np.asarray(it[name]) for it in cand_iters]
@@ -196,10 +198,19 @@ def compare(reference, candidate, seam: str, ref_label: str, cand_label: str, in
             passed = False
         else:
             stats = error_stats(np.concatenate([r.ravel() for r in refs]), np.concatenate([c.ravel() for c in cands]))
+        if not exact[name] and _constant(refs):
+            warnings.append(f"output '{name}' of {ref_label} is the same value everywhere for every validation "
+                            "input, so this seam cannot detect errors in it (untrained weights?)")
         outputs[name] = OutputDiff(name=name, atol=per_atol[name], rtol=per_rtol[name], passed=passed,
                                    shape=tuple(refs[0].shape), **stats)
     return SeamResult(seam, ref_label, cand_label, all(o.passed for o in outputs.values()), outputs, cfg.seed,
-                      cfg.iterations, dict(shapes), note)
+                      cfg.iterations, dict(shapes), note, warnings)
+
+
+def _constant(arrays: list[np.ndarray]) -> bool:
+    """True when a multi-element output holds a single value across all iterations (a degenerate reference)."""
+    flat = np.concatenate([a.ravel() for a in arrays])
+    return flat.size > 1 and bool(np.all(flat == flat[0]))
 
 
 def onnx_runner(path: Path, name: str):

@@ -85,7 +85,22 @@ def unsupported_op(out: Path):
     return None, None
 
 
-FIXTURES = {"cnn_nhwc": cnn_nhwc, "multi_io": multi_io, "unsupported_op": unsupported_op}
+class WritesFile(tf.Module):
+    """Its serving function writes a file (tf.io.write_file): the unsafe-op scan must refuse it."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+    def serve(self, x):
+        tf.io.write_file("/tmp/tf2trt-fixture-was-executed", tf.strings.as_string(tf.reduce_sum(x)))
+        return {"y": x * 2.0}
+
+
+def unsafe_io(out: Path):
+    m = WritesFile()
+    tf.saved_model.save(m, str(out), signatures={"serving_default": m.serve})
+    return None, None
+
+
+FIXTURES = {"cnn_nhwc": cnn_nhwc, "multi_io": multi_io, "unsupported_op": unsupported_op, "unsafe_io": unsafe_io}
 
 
 def main() -> None:

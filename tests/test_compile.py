@@ -110,3 +110,21 @@ def test_python_m_compiler_entry_point(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "" and "engine:" in proc.stdout  # quiet means quiet: no TF or grappler noise
+
+
+def test_constant_reference_output_is_flagged(tmp_path, capsys):
+    """A model whose output ignores its input validates trivially; the tool must say so, not stay silent."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Mul", ["x", "zero"], ["z"]), helper.make_node("Add", ["z", "c"], ["y"])]
+    graph = helper.make_graph(nodes, "const", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+                              [onnx.numpy_helper.from_array(np.zeros(4, np.float32), "zero"),
+                               onnx.numpy_helper.from_array(np.full(4, 0.25, np.float32), "c")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "const.onnx"
+    onnx.save(model, str(path))
+    code, stdout, _ = run_cli(capsys, "validate", path, path)
+    assert code == 0 and "WARNING: output 'y' of const.onnx is the same value everywhere" in stdout

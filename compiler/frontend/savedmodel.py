@@ -122,6 +122,8 @@ def inspect_saved_model(path: Path, signature: str | None = None, tag: str = "se
     sigs = {k: v for k, v in meta.signature_def.items() if k != INIT_OP_KEY}
     chosen = choose_signature(sorted(sigs), signature)
     sig = sigs[chosen]
+    from .scan import scan_meta_graph
+
     ops: Counter = Counter(n.op for n in meta.graph_def.node)
     for fn in meta.graph_def.library.function:
         ops.update(n.op for n in fn.node_def)
@@ -130,5 +132,5 @@ def inspect_saved_model(path: Path, signature: str | None = None, tag: str = "se
         inputs=tuple(_tensor_spec(k, v) for k, v in sorted(sig.inputs.items())),
         outputs=tuple(_tensor_spec(k, v) for k, v in sorted(sig.outputs.items())),
         ops=dict(ops), signatures={k: _signature_json(v) for k, v in sorted(sigs.items())},
-        tags=tag_sets,
+        tags=tag_sets, safety=scan_meta_graph(meta).to_json(),
     )
