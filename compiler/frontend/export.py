@@ -89,12 +89,22 @@ def _verify(model: onnx.ModelProto, tf2onnx_errors: list[str]) -> None:
         raise ExportError(f"tf2onnx has no ONNX conversion for TensorFlow op(s): {listing}",
                           "rewrite that part of the model with supported ops, move it out of the "
                           "serving signature (pre/post-processing), or use another --opset")
-    try:
-        onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as e:
-        hint = f" (tf2onnx said: {tf2onnx_errors[-1]})" if tf2onnx_errors else ""
+    hint = f" (tf2onnx said: {tf2onnx_errors[-1]})" if tf2onnx_errors else ""
+    try:  # full_check adds strict shape inference: a graph whose shapes contradict each other fails here
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         raise ExportError(f"tf2onnx produced an invalid ONNX model: {_first_line(e)}{hint}",
                           "try another --opset, or re-run with --debug") from e
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # load only, quickly
+    try:
+        ort.InferenceSession(model.SerializeToString(), sess_options=so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime's error types differ across versions; we re-word it in one line
+        raise ExportError(f"the exported ONNX model does not load in onnxruntime: {_first_line(e)}{hint}",
+                          "try another --opset; if it persists, report the model to tf2onnx") from e
 
 
 def export(model_dir: Path, out: Path, signature: str, cfg: ExportConfig = ExportConfig()) -> OnnxArtifact:

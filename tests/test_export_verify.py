@@ -1,0 +1,38 @@
+"""The export seam never hands the passes a graph that is not standard, valid, loadable ONNX."""
+from __future__ import annotations
+
+import pytest
+from onnx import TensorProto, helper
+
+from compiler.errors import ExportError
+from compiler.frontend.export import _verify
+
+
+def _model(node, in_type=TensorProto.FLOAT, out_shape=(2, 3)):
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", in_type, [2, 3])],
+                              [helper.make_tensor_value_info("y", in_type, list(out_shape))])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def test_valid_model_passes():
+    _verify(_model(helper.make_node("Relu", ["x"], ["y"])), [])
+
+
+def test_leftover_tensorflow_op_is_named():
+    with pytest.raises(ExportError, match=r"TensorFlow op\(s\): Lgamma \(node 'net/Lgamma'\)"):
+        _verify(_model(helper.make_node("Lgamma", ["x"], ["y"], name="net/Lgamma")), [])
+
+
+def test_contradictory_shapes_fail_the_full_check():
+    with pytest.raises(ExportError, match="invalid ONNX model"):
+        _verify(_model(helper.make_node("Relu", ["x"], ["y"]), out_shape=(4, 5)), ["an earlier tf2onnx error"])
+
+
+def test_model_onnxruntime_cannot_load_is_one_clear_line():
+    # Valid ONNX (Relu-14 accepts int16) but onnxruntime's CPU provider has no int16 Relu kernel.
+    node = helper.make_node("Relu", ["x"], ["y"])
+    with pytest.raises(ExportError, match="does not load in onnxruntime.*NOT_IMPLEMENTED") as e:
+        _verify(_model(node, in_type=TensorProto.INT16), [])
+    assert "\n" not in str(e.value)
