@@ -22,11 +22,31 @@ from .report import Report, StageRecord
 Observer = Callable[[str, str, StageRecord | None], None]  # (event "start"|"end", stage, record)
 
 
+def as_saved_model(model: Path, workdir: Path) -> Path:
+    """``model`` itself, or for a .keras/.h5 file the SavedModel Keras exports from it into ``workdir``."""
+    from .frontend.savedmodel import KERAS_SUFFIXES
+
+    model = Path(model)
+    if not (model.is_file() and model.suffix.lower() in KERAS_SUFFIXES):
+        return model
+    from .frontend.keras_file import keras_to_saved_model
+
+    return keras_to_saved_model(Path(model), Path(workdir) / "saved_model")
+
+
 def inspect_model(model: Path, cfg: ExportConfig = ExportConfig()) -> ModelInfo:
-    """Signatures, IO specs and op histogram of a SavedModel (read, never executed) or an ONNX file."""
+    """Signatures, IO specs and op histogram of a SavedModel (read, never executed) or an ONNX file.
+
+    A .keras file must go through ``as_saved_model`` first (loading it runs Keras).
+    """
     from .frontend.savedmodel import check_model_path
 
     kind = check_model_path(Path(model))
+    if kind == "keras":
+        from .errors import InspectError
+
+        raise InspectError(f"'{model}' is a Keras file; it must be exported to a SavedModel first",
+                           "use compile/export/inspect from the CLI, or compiler.api.as_saved_model()")
     if kind == "onnx":
         from .onnxutil import inspect_onnx
 
@@ -53,9 +73,11 @@ def export_model(model_dir: Path, out: Path, cfg: ExportConfig = ExportConfig(),
                  info: ModelInfo | None = None) -> OnnxArtifact:
     from .frontend.export import export
 
-    info = info or inspect_model(model_dir, cfg)
-    require_safe(info, cfg)
-    return export(Path(model_dir), Path(out), info.signature, cfg)
+    with tempfile.TemporaryDirectory(prefix="tf2trt-keras-") as tmp:
+        model_dir = as_saved_model(model_dir, Path(tmp))
+        info = info or inspect_model(model_dir, cfg)
+        require_safe(info, cfg)
+        return export(Path(model_dir), Path(out), info.signature, cfg)
 
 
 def optimize_model(onnx_path: Path, out: Path, cfg: OptimizeConfig = OptimizeConfig(), check=None):
@@ -96,10 +118,19 @@ def validate_artifacts(reference: Path, candidate: Path, seam: str, cfg: Validat
     ``reference`` may be a SavedModel directory, an ONNX file or a built
     artifact; so may ``candidate``. Input specs come from the reference.
     """
-    from .validate import compare, merge_specs, quiet_polygraphy, resolve_shapes
+    from .validate import quiet_polygraphy
 
     quiet_polygraphy()
-    reference, candidate = Path(reference), Path(candidate)
+    with tempfile.TemporaryDirectory(prefix="tf2trt-keras-") as tmp:
+        reference = as_saved_model(Path(reference), Path(tmp) / "reference")
+        candidate = as_saved_model(Path(candidate), Path(tmp) / "candidate")
+        return _validate(reference, candidate, seam, cfg, shapes, tolerances, export_cfg, labels)
+
+
+def _validate(reference: Path, candidate: Path, seam: str, cfg: ValidateConfig, shapes, tolerances, export_cfg,
+              labels):
+    from .validate import compare, merge_specs, resolve_shapes
+
     info, cand_info = _model_info(reference, export_cfg), _model_info(candidate, export_cfg)
     require_safe(info, export_cfg)
     require_safe(cand_info, export_cfg)
@@ -194,7 +225,12 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
 
     quiet_polygraphy()
     vcfg = cfg.validate
-    with _stage(report, "inspect", observer):
+    with _stage(report, "inspect", observer) as rec:
+        source = model
+        model = as_saved_model(model, workdir)
+        if model != source:
+            rec.note = f"Keras file exported to a SavedModel with model.export() ({model})"
+            report.intermediates["saved_model"] = str(model)
         info = inspect_model(model, cfg.export)
         report.safety = info.safety
         require_safe(info, cfg.export)

@@ -173,9 +173,12 @@ def cmd_compile(a) -> int:
 
 
 def cmd_inspect(a) -> int:
-    from .api import inspect_model
+    import tempfile
 
-    info = inspect_model(a.model, ExportConfig(signature=a.signature, tag=a.tag))
+    from .api import as_saved_model, inspect_model
+
+    with tempfile.TemporaryDirectory(prefix="tf2trt-keras-") as tmp:
+        info = inspect_model(as_saved_model(a.model, Path(tmp)), ExportConfig(signature=a.signature, tag=a.tag))
     if a.json:
         print(json.dumps(info.to_json(), indent=2))
         return 0

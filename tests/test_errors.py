@@ -38,10 +38,10 @@ def test_directory_that_is_not_a_saved_model(capsys, tmp_path):
     assert "did you mean" in line
 
 
-def test_keras_file_is_explained(capsys, tmp_path):
+def test_keras_file_that_is_not_a_zip_is_explained(capsys, tmp_path):
     k = tmp_path / "m.keras"
     k.write_bytes(b"PK")
-    _fails(capsys, tmp_path, k, "OUT", code=3, stage="inspect", words=["Keras", "export"])
+    _fails(capsys, tmp_path, k, "OUT", code=3, stage="inspect", words=["Keras", "cannot load"])
 
 
 @pytest.mark.tf

@@ -22,6 +22,7 @@ from ..config import ExportConfig
 from ..errors import ExportError
 from ..onnxutil import io_specs, nonstandard_nodes
 from . import import_tensorflow, native_stderr_silenced
+from .converters import CONVERTERS
 
 
 class _Collect(logging.Handler):
@@ -59,7 +60,8 @@ def _tf2onnx_convert(model_dir: Path, signature: str, cfg: ExportConfig) -> onnx
                     model, _ = convert._convert_common(
                         graph_def, name=str(model_dir), continue_on_error=True, opset=cfg.opset,
                         input_names=inputs, output_names=outputs, tensors_to_rename=renames,
-                        initialized_tables=tables, extra_opset=[])
+                        initialized_tables=tables, extra_opset=[],
+                        custom_op_handlers=dict(CONVERTERS))
             except Exception as e:
                 raise ExportError(f"tf2onnx {tf2onnx.__version__} failed to convert ({type(e).__name__}: "
                                   f"{_first_line(e)})",

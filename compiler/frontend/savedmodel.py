@@ -17,6 +17,7 @@ from . import import_tensorflow
 
 INIT_OP_KEY = "__saved_model_init_op"
 DEFAULT_SIGNATURE = "serving_default"
+KERAS_SUFFIXES = (".keras", ".h5")
 
 
 def is_saved_model(path: Path) -> bool:
@@ -24,19 +25,18 @@ def is_saved_model(path: Path) -> bool:
 
 
 def check_model_path(path: Path) -> str:
-    """Return "saved_model" or "onnx", or raise an InspectError saying what to pass instead."""
+    """Return "saved_model", "onnx" or "keras", or raise an InspectError saying what to pass instead."""
     path = Path(path)
     if not path.exists():
         raise InspectError(f"model path '{path}' does not exist",
-                           "pass a SavedModel directory (the one holding saved_model.pb) or an .onnx file")
+                           "pass a SavedModel directory (the one holding saved_model.pb), a .keras file or an .onnx file")
     if path.is_file() and path.suffix.lower() == ".onnx":
         return "onnx"
-    if path.is_file() and path.suffix.lower() in (".keras", ".h5"):
-        raise InspectError(f"'{path}' is a Keras {path.suffix} file, not a SavedModel",
-                           "export one first: keras.models.load_model(path).export('model_dir')")
+    if path.is_file() and path.suffix.lower() in KERAS_SUFFIXES:
+        return "keras"
     if path.is_file():
-        raise InspectError(f"'{path}' is a file, not a SavedModel directory or .onnx model",
-                           "pass the directory that holds saved_model.pb, or an .onnx file")
+        raise InspectError(f"'{path}' is a file, not a SavedModel directory, .keras or .onnx model",
+                           "pass the directory that holds saved_model.pb, a .keras file, or an .onnx file")
     if not is_saved_model(path):
         nested = sorted(p.parent for p in path.glob("*/saved_model.pb"))
         hint = f"did you mean '{nested[0]}'?" if nested else \

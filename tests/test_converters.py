@@ -1,0 +1,75 @@
+"""Each converter for an op tf2onnx lacks: exported through our front end, numerics against TensorFlow."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import ort_run
+
+pytestmark = pytest.mark.tf
+
+
+def _export_fn(tmp_path, fn, spec):
+    """Save a one-function tf.Module as a SavedModel and export it with our front end."""
+    import tensorflow as tf
+
+    from compiler.api import export_model
+
+    class M(tf.Module):
+        @tf.function(input_signature=[spec])
+        def serve(self, x):
+            return {"y": fn(x)}
+
+    m = M()
+    tf.saved_model.save(m, str(tmp_path / "sm"), signatures={"serving_default": m.serve})
+    return export_model(tmp_path / "sm", tmp_path / "m.onnx").path, m.serve
+
+
+@pytest.mark.parametrize("dtype, atol", [("float32", 1e-6), ("float64", 1e-6)])  # float64 runs Erf in float32
+def test_erfc_matches_tensorflow(tmp_path, dtype, atol):
+    import onnx
+    import tensorflow as tf
+
+    path, fn = _export_fn(tmp_path, tf.math.erfc, tf.TensorSpec([None, 7], dtype, name="x"))
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert "Erf" in ops and "Erfc" not in ops
+    x = np.linspace(-6, 6, 7 * 9, dtype=dtype).reshape(9, 7)
+    np.testing.assert_allclose(ort_run(path, {"x": x})["y"], fn(x=tf.constant(x))["y"].numpy(), atol=atol, rtol=0)
+
+
+def _keras_gelu_file(path):
+    """Dense layers with activation="gelu": Keras' exact (erf-based) GELU."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16,), name="features")
+    x = keras.layers.Dense(8, activation="gelu")(inp)
+    keras.Model(inp, keras.layers.Dense(3, name="scores")(x)).save(str(path))
+    return path
+
+
+def test_keras_file_with_exact_gelu_compiles(tmp_path, capsys):
+    """A .keras file goes straight in; Keras' exact GELU needs the Erfc converter."""
+    import json
+
+    from tests.conftest import run_cli
+
+    model = _keras_gelu_file(tmp_path / "gelu.keras")
+    out = tmp_path / "gelu.engine"
+    code, stdout, stderr = run_cli(capsys, model, out)
+    assert code == 0, stderr
+    report = json.loads((tmp_path / "gelu.engine.report.json").read_text())
+    assert "Keras file exported" in report["stages"]["inspect"]["note"]
+    assert report["validation"][0]["seam"] == "tf→onnx" and report["validation"][0]["passed"]
+    code, stdout, _ = run_cli(capsys, "inspect", model)
+    assert code == 0 and "features: float32 [?, 16]" in stdout
+
+
+def test_unreadable_keras_file(tmp_path, capsys):
+    from tests.conftest import run_cli
+
+    bad = tmp_path / "bad.keras"
+    bad.write_text("not a zip")
+    code, _, stderr = run_cli(capsys, bad, tmp_path / "x.engine")
+    assert code == 3 and stderr.strip().splitlines()[-1].startswith("error: inspect: Keras")
+    assert not (tmp_path / "x.engine").exists()
