@@ -43,3 +43,17 @@ def test_merge_specs_takes_static_dims_from_candidate():
 def test_error_stats():
     s = error_stats([1.0, 2.0, 0.0], [1.0, 2.5, 0.0])
     assert s["max_abs"] == 0.5 and s["max_rel"] == 0.25 and s["mean_abs"] == pytest.approx(0.5 / 3)
+
+
+def test_choose_signature_rules():
+    from compiler.frontend.savedmodel import choose_signature
+
+    assert choose_signature(["serve", "serving_default"], None) == "serving_default"
+    assert choose_signature(["predict"], None) == "predict"
+    assert choose_signature(["a", "b"], "b") == "b"
+    with pytest.raises(InspectError, match="several signatures.*--signature a"):
+        choose_signature(["a", "b"], None)
+    with pytest.raises(InspectError, match="no serving signatures"):
+        choose_signature([], None)
+    with pytest.raises(InspectError, match="'c' not found; available signatures: a, b"):
+        choose_signature(["a", "b"], "c")
