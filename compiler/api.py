@@ -95,19 +95,17 @@ def build_engine(onnx_path: Path, out: Path, cfg=None, shapes: dict[str, Shape] 
     return build(Path(onnx_path), Path(out), cfg or BuildConfig(), shapes=shapes, inputs=inputs)
 
 
-def _runner_for(path: Path, label: str, info: ModelInfo | None, tag: str):
-    """A Polygraphy runner for a SavedModel (TensorFlow), an ONNX file or a built artifact."""
-    from .runtime import ONNX_MODEL, detect_format, load
+def _runner_for(path: Path, label: str, info: ModelInfo, loaded, tag: str):
+    """A Polygraphy runner for a SavedModel (TensorFlow), an ONNX file or a built artifact (``loaded``)."""
     from .validate import onnx_runner
 
-    path = Path(path)
-    if path.is_dir():
+    if loaded is not None:
+        return loaded.polygraphy_runner(label)
+    if Path(path).is_dir():
         from .frontend.tfrun import TfSavedModelRunner
 
         return TfSavedModelRunner(path, info.signature, tag, info.inputs, name=label)
-    if detect_format(path) == ONNX_MODEL:
-        return onnx_runner(path, label)
-    return load(path).polygraphy_runner(label)
+    return onnx_runner(path, label)
 
 
 def validate_artifacts(reference: Path, candidate: Path, seam: str, cfg: ValidateConfig = ValidateConfig(),
@@ -131,30 +129,33 @@ def _validate(reference: Path, candidate: Path, seam: str, cfg: ValidateConfig, 
               labels):
     from .validate import compare, merge_specs, resolve_shapes
 
-    info, cand_info = _model_info(reference, export_cfg), _model_info(candidate, export_cfg)
+    (info, ref_loaded), (cand_info, cand_loaded) = _model_info(reference, export_cfg), _model_info(candidate, export_cfg)
     require_safe(info, export_cfg)
     require_safe(cand_info, export_cfg)
     inputs = merge_specs(info.inputs, cand_info.inputs)
     shapes = resolve_shapes(inputs, shapes or {}, cfg.batch)
     ref_label, cand_label = labels or (reference.name, candidate.name)
-    ref_runner = _runner_for(reference, ref_label, info, export_cfg.tag)
-    cand_runner = _runner_for(candidate, cand_label, cand_info, export_cfg.tag)
+    ref_runner = _runner_for(reference, ref_label, info, ref_loaded, export_cfg.tag)
+    cand_runner = _runner_for(candidate, cand_label, cand_info, cand_loaded, export_cfg.tag)
     if ref_runner.name == cand_runner.name:
         cand_runner.name = cand_label + " (candidate)"
-    tol = tolerances or (cfg.atol if cfg.atol is not None else 1e-4, cfg.rtol if cfg.rtol is not None else 1e-3)
-    return compare(ref_runner, cand_runner, seam, ref_label, cand_label, inputs, shapes, cfg, tol)
+    return compare(ref_runner, cand_runner, seam, ref_label, cand_label, inputs, shapes, cfg,
+                   tolerances or cfg.tolerances(seam))
 
 
-def _model_info(path: Path, export_cfg: ExportConfig) -> ModelInfo:
-    """IO specs of anything validate accepts: SavedModel, ONNX file, or built artifact."""
+def _model_info(path: Path, export_cfg: ExportConfig):
+    """(IO specs, loaded runtime runner or None) of anything validate accepts: SavedModel, ONNX, built artifact.
+
+    A built artifact is loaded once here, and its runner reused for the comparison.
+    """
     from .runtime import ONNX_MODEL, detect_format, load
 
     path = Path(path)
     if path.is_dir() or not path.exists() or detect_format(path) == ONNX_MODEL:
-        return inspect_model(path, export_cfg)
-    runner = load(path)
-    return ModelInfo(path=path, format=runner.format, signature=None, inputs=runner.inputs,
-                     outputs=getattr(runner, "outputs", ()), ops={})
+        return inspect_model(path, export_cfg), None
+    loaded = load(path)
+    return ModelInfo(path=path, format=loaded.format, signature=None, inputs=loaded.inputs,
+                     outputs=getattr(loaded, "outputs", ()), ops={}), loaded
 
 
 @contextlib.contextmanager

@@ -182,7 +182,8 @@ def cmd_inspect(a) -> int:
     if a.json:
         print(json.dumps(info.to_json(), indent=2))
         return 0
-    print(f"model: {info.path} ({info.format})")
+    via = " via Keras model.export()" if Path(a.model).is_file() and info.format == "saved_model" else ""
+    print(f"model: {a.model} ({info.format}{via})")
     if info.format == "saved_model":
         print(f"tags: {'; '.join(','.join(t) for t in info.tags)}")
         print(f"signatures: {', '.join(info.signatures)} (using: {info.signature})")
@@ -258,10 +259,8 @@ def cmd_validate(a) -> int:
     from .api import validate_artifacts
     from .errors import ValidationError
 
-    vcfg = _validate_cfg(a)
-    tol = (a.atol if a.atol is not None else 1e-4, a.rtol if a.rtol is not None else 1e-3)
-    result = validate_artifacts(a.reference, a.candidate, "validate", vcfg, parse_shapes(a.input_shapes), tol,
-                                _export_cfg(a))
+    result = validate_artifacts(a.reference, a.candidate, "validate", _validate_cfg(a), parse_shapes(a.input_shapes),
+                                export_cfg=_export_cfg(a))
     if a.json:
         print(json.dumps(result.to_json(), indent=2))
     else:

@@ -89,6 +89,7 @@ DEFAULT_TOLERANCES = {
     "tf→onnx": (1e-4, 1e-3),
     "onnx→optimized": (1e-5, 1e-5),
     "optimized→engine": (1e-4, 1e-3),
+    "validate": (1e-4, 1e-3),  # the `validate` subcommand, between any two models
 }
 
 
@@ -102,7 +103,7 @@ class ValidateConfig:
     batch: int = 1  # used for a dynamic leading dimension when no --input-shapes
 
     def tolerances(self, seam: str) -> tuple[float, float]:
-        atol, rtol = DEFAULT_TOLERANCES[seam]
+        atol, rtol = DEFAULT_TOLERANCES.get(seam, DEFAULT_TOLERANCES["validate"])
         return (atol if self.atol is None else self.atol, rtol if self.rtol is None else self.rtol)
 
 
