@@ -73,3 +73,28 @@ def test_unreadable_keras_file(tmp_path, capsys):
     code, _, stderr = run_cli(capsys, bad, tmp_path / "x.engine")
     assert code == 3 and stderr.strip().splitlines()[-1].startswith("error: inspect: Keras")
     assert not (tmp_path / "x.engine").exists()
+
+
+def test_xla_compiled_grouped_conv_is_inlined_and_converted(tmp_path, capsys):
+    """Keras 3 runs Conv2D(groups>1) through an XLA-only, no-inline function (ConvNeXt's depthwise conv).
+
+    Without inlining, tf2onnx leaves a StatefulPartitionedCall in the graph and the export fails.
+    """
+    import json
+
+    import keras
+    import onnx
+
+    from tests.conftest import run_cli
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, 16, 8), name="image")
+    keras.Model(inp, keras.layers.Conv2D(8, 7, padding="same", groups=8)(inp)).export(
+        str(tmp_path / "grouped"), verbose=False)
+    out = tmp_path / "g.engine"
+    code, _, stderr = run_cli(capsys, tmp_path / "grouped", out, "--keep-intermediates", tmp_path / "inter")
+    assert code == 0, stderr
+    convs = [n for n in onnx.load(str(tmp_path / "inter" / "model.onnx")).graph.node if n.op_type == "Conv"]
+    assert len(convs) == 1 and {a.name: a.i for a in convs[0].attribute}["group"] == 8
+    report = json.loads((tmp_path / "g.engine.report.json").read_text())
+    assert all(s["passed"] for s in report["validation"])

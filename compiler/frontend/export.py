@@ -25,6 +25,43 @@ from . import import_tensorflow, native_stderr_silenced
 from .converters import CONVERTERS
 
 
+_CALL_OPS = ("PartitionedCall", "StatefulPartitionedCall")
+# Attributes that stop grappler's function inliner. Both are performance hints
+# (compile this with XLA / keep this call), never semantics: clearing them keeps
+# the computation and lets the frozen graph become one flat graph tf2onnx can map.
+_NO_INLINE_ATTRS = ("_XlaMustCompile", "_noinline")
+
+
+def inline_function_calls(graph_def, inputs: list[str], outputs: list[str]):
+    """Inline function calls that survived tf2onnx's freeze; returns the graph (unchanged if there were none).
+
+    Keras 3 on the TensorFlow backend routes grouped convolutions (ConvNeXt's
+    depthwise ``Conv2D(groups=C)``) through an XLA-compiled ``_conv_xla``
+    function marked ``_XlaMustCompile`` and ``_noinline``, which grappler
+    refuses to inline; tf2onnx then leaves the call in the graph.
+    """
+    from tf2onnx import tf_loader
+
+    def calls(nodes):
+        return [n for n in nodes if n.op in _CALL_OPS]
+
+    if not calls(graph_def.node) and not any(calls(f.node_def) for f in graph_def.library.function):
+        return graph_def
+    for node in list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]:
+        for attr in _NO_INLINE_ATTRS:
+            if attr in node.attr:
+                del node.attr[attr]
+    for fn in graph_def.library.function:
+        for attr in _NO_INLINE_ATTRS:
+            if attr in fn.attr:
+                del fn.attr[attr]
+    import tensorflow as tf
+
+    with tf.Graph().as_default():  # grappler runs on a MetaGraph, which needs graph mode
+        tf.import_graph_def(graph_def, name="")
+        return tf_loader.tf_optimize(inputs, outputs, graph_def)
+
+
 class _Collect(logging.Handler):
     def __init__(self):
         super().__init__(logging.ERROR)
@@ -55,6 +92,7 @@ def _tf2onnx_convert(model_dir: Path, signature: str, cfg: ExportConfig) -> onnx
                 raise ExportError(f"tf2onnx could not load the SavedModel ({type(e).__name__}: {_first_line(e)})",
                                   "check that TensorFlow can load it: tf.saved_model.load(dir); "
                                   "re-run with --debug for the traceback") from e
+            graph_def = inline_function_calls(graph_def, inputs, outputs)
             try:
                 with tf.device("/cpu:0"):
                     model, _ = convert._convert_common(
