@@ -19,7 +19,7 @@ def _quiet_graphsurgeon() -> None:
 
 def optimize(onnx_path: Path, out: Path, cfg: OptimizeConfig = OptimizeConfig(), check=None):
     """Returns (OnnxArtifact, [PassRecord]). ``check(model, pass_name)`` runs after each changing pass."""
-    from passes import PassContext, PassError, PassManager, build_pipeline
+    from passes import PassBug, PassContext, PassError, PassManager, build_pipeline
 
     _quiet_graphsurgeon()
     try:
@@ -30,6 +30,9 @@ def optimize(onnx_path: Path, out: Path, cfg: OptimizeConfig = OptimizeConfig(),
     manager = PassManager(pipeline, max_iterations=cfg.max_iterations, check=check, dump_dir=cfg.dump_dir)
     try:
         result = manager.run(model, PassContext(input_shapes=dict(cfg.input_shapes)))
+    except PassBug as e:
+        raise OptimizeError(f"bug in pass '{e.pass_name}': {e}",
+                            f"work around it with --skip-pass {e.pass_name}, and please report it") from e
     except PassError as e:
         raise OptimizeError(str(e), "fix the settings it names, or skip the pass with --skip-pass NAME") from e
     try:

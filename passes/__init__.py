@@ -8,7 +8,7 @@ from .cleanup_toposort import CleanupToposort
 from .fold_constants import FoldConstants
 from .freeze_input_shapes import FreezeInputShapes
 from .infer_shapes import InferShapes
-from .infra import Pass, PassContext, PassError, PassManager, PassRecord, PassResult, fingerprint
+from .infra import Pass, PassBug, PassContext, PassError, PassManager, PassRecord, PassResult, fingerprint
 
 ALL_PASSES: dict[str, type[Pass]] = {
     cls.name: cls for cls in (FreezeInputShapes, InferShapes, FoldConstants, CleanupToposort)
@@ -39,6 +39,6 @@ def build_pipeline(names: tuple[str, ...] | None = None, skip: tuple[str, ...] =
     return [p for p in pipeline if p.name not in skip]
 
 
-__all__ = ["ALL_PASSES", "CleanupToposort", "FoldConstants", "FreezeInputShapes", "InferShapes", "Pass",
+__all__ = ["ALL_PASSES", "CleanupToposort", "FoldConstants", "FreezeInputShapes", "InferShapes", "Pass", "PassBug",
            "PassContext", "PassError", "PassManager", "PassRecord", "PassResult", "build_pipeline",
            "default_pipeline", "fingerprint"]

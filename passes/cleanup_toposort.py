@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 
-from .infra import Pass, PassContext, PassResult
+from .infra import Pass, PassContext, PassResult, structure
 
 
 class CleanupToposort(Pass):
     name = "cleanup_toposort"
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
-        nodes_before = [id(n) for n in graph.nodes]
-        tensors_before = set(graph.tensors())
-        graph.cleanup(remove_unused_graph_inputs=False).toposort()
-        nodes_after = [id(n) for n in graph.nodes]
-        removed_tensors = len(tensors_before - set(graph.tensors()))
-        changed = nodes_after != nodes_before or removed_tensors > 0
-        return PassResult(changed=changed, stats={"removed_nodes": len(nodes_before) - len(nodes_after),
-                                                  "removed_tensors": removed_tensors})
+        before = structure(graph)
+        nodes_before = sum(len(nodes) for nodes, _ in before)
+        graph.cleanup(remove_unused_graph_inputs=False).toposort()  # both recurse into Loop/If bodies
+        after = structure(graph)
+        return PassResult(changed=after != before,
+                          stats={"removed_nodes": nodes_before - sum(len(nodes) for nodes, _ in after)})

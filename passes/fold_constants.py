@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 
-from .infra import Pass, PassContext, PassResult
+from .infra import Pass, PassContext, PassResult, structure
 
 
 class FoldConstants(Pass):
     name = "fold_constants"
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
-        before = len(graph.nodes)
+        before = structure(graph)
         graph.fold_constants(fold_shapes=True, flatten_subgraphs=True)
         graph.cleanup(remove_unused_graph_inputs=False)
-        after = len(graph.nodes)
-        return PassResult(changed=after != before, stats={"folded_nodes": before - after})
+        after = structure(graph)
+        folded = sum(len(n) for n, _ in before) - sum(len(n) for n, _ in after)
+        return PassResult(changed=after != before, stats={"folded_nodes": folded})

@@ -25,6 +25,14 @@ class PassError(Exception):
     """A pass could not do its job; the message names the pass and the reason."""
 
 
+class PassBug(PassError):
+    """A pass broke the contract (e.g. misreported ``changed``): a bug in that pass, not in the input."""
+
+    def __init__(self, pass_name: str, message: str):
+        self.pass_name = pass_name
+        super().__init__(message)
+
+
 @dataclass
 class PassResult:
     changed: bool
@@ -95,6 +103,16 @@ def fingerprint(graph: gs.Graph) -> tuple:
     return nodes, tensors, io
 
 
+def structure(graph: gs.Graph) -> tuple:
+    """Node identities and tensor names of the graph and every subgraph (Loop/If bodies, recursively).
+
+    Cheap enough for a pass to compare before and after itself; the passes
+    that clean or fold recurse into subgraphs, so their ``changed`` must too.
+    """
+    graphs = [graph, *graph.subgraphs(recursive=True)]
+    return tuple((tuple(id(n) for n in g.nodes), frozenset(g.tensors())) for g in graphs)
+
+
 def op_counts(graph: gs.Graph) -> Counter:
     return Counter(n.op for n in graph.nodes)
 
@@ -146,7 +164,7 @@ class PassManager:
                 if before_fp is not None:
                     really = fingerprint(graph) != before_fp
                     if really != result.changed:
-                        raise PassError(f"pass '{p.name}' reported changed={result.changed} but the graph "
+                        raise PassBug(p.name, f"pass '{p.name}' reported changed={result.changed} but the graph "
                                         f"{'did' if really else 'did not'} change")
                 after_ops = op_counts(graph)
                 delta = {op: after_ops[op] - before_ops[op] for op in sorted(set(before_ops) | set(after_ops))

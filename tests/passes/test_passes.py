@@ -162,3 +162,30 @@ def test_pipeline_properties_on_fixtures(exported, name):
     twice = again.run(once, PassContext(shapes))
     assert not any(r.changed for r in again.records)
     assert fingerprint(gs.import_onnx(twice)) == fingerprint(gs.import_onnx(once))
+
+
+def _if_model_with_dead_node_in_branch():
+    """y = If(c, then: Abs(x) [plus a dead Neg], else: Relu(x)): only a subgraph has something to clean."""
+    out_t = helper.make_tensor_value_info("y_then", TensorProto.FLOAT, [2, 3])
+    out_e = helper.make_tensor_value_info("y_else", TensorProto.FLOAT, [2, 3])
+    then_g = helper.make_graph([helper.make_node("Neg", ["x"], ["dead"], name="dead"),
+                                helper.make_node("Abs", ["x"], ["y_then"], name="abs")], "then", [], [out_t])
+    else_g = helper.make_graph([helper.make_node("Relu", ["x"], ["y_else"], name="relu")], "else", [], [out_e])
+    node = helper.make_node("If", ["c"], ["y"], name="if", then_branch=then_g, else_branch=else_g)
+    return _model([node], [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+                           helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])])
+
+
+def test_cleanup_reports_changes_inside_subgraphs():
+    """Regression: Keras GRU/SimpleRNN export Loop bodies; a change only there must count as a change."""
+    model = _if_model_with_dead_node_in_branch()
+    graph, result, out = _run_pass(CleanupToposort(), model)
+    then_nodes = [n.name for n in out.graph.node[0].attribute[0].g.node] + \
+        [n.name for n in out.graph.node[0].attribute[1].g.node]
+    assert result.changed and "dead" not in then_nodes
+    onnx.checker.check_model(out, full_check=True)
+    feed = dict(FEED, c=np.array(True))
+    np.testing.assert_array_equal(ort_run(out, feed)["y"], np.abs(FEED["x"]))
+    assert not CleanupToposort().run(graph, PassContext()).changed
+    PassManager(default_pipeline()).run(model, PassContext())  # the honesty check passes on it
