@@ -222,7 +222,7 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
                   observer: Observer | None, current: list[str]) -> None:
     from .backends import resolve_backend
     from .onnxutil import load, op_histogram
-    from .validate import PassNumericsCheck, quiet_polygraphy, resolve_shapes
+    from .validate import DEFAULT_FIX, SEAM_FIXES, PassNumericsCheck, quiet_polygraphy, resolve_shapes
 
     quiet_polygraphy()
     vcfg = cfg.validate
@@ -291,7 +291,5 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
                 failed = [s for s in report.validation if not s.passed]
                 if failed:
                     rec.status = "failed"
-                    raise ValidationError(failed[0].failure_line(),
-                                          "if the error is expected (e.g. reduced precision), loosen --atol/--rtol; "
-                                          "otherwise re-run with --check-each-pass to find the pass")
+                    raise ValidationError(failed[0].failure_line(), SEAM_FIXES.get(failed[0].seam, DEFAULT_FIX))
     report.engine["path"] = str(out)

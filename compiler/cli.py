@@ -270,7 +270,9 @@ def cmd_validate(a) -> int:
     for w in result.warnings:
         print(f"WARNING: {w}")
     if not result.passed:
-        raise ValidationError(result.failure_line(), "loosen --atol/--rtol if the difference is expected")
+        from .validate import DEFAULT_FIX
+
+        raise ValidationError(result.failure_line(), DEFAULT_FIX)
     print("validation: passed")
     return 0
 

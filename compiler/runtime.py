@@ -45,17 +45,26 @@ def detect_format(path: Path) -> str:
                    f"(first bytes: {head!r})", "pass an engine built by this compiler, or rebuild it")
 
 
-def _ort_session(path: Path, fmt: str):
+def ort_session(model: Path | bytes, fmt: str = ONNX_MODEL):
+    """An onnxruntime CPU session that runs the model exactly as written: no graph optimizations.
+
+    An ORT artifact was optimized when it was built. An ONNX model on either
+    side of a validation seam must run as written: onnxruntime's own fusions
+    (e.g. folding BatchNormalization into Conv) change float32 rounding, by
+    3.7e-4 on a random-weight ResNet50V2, and would be blamed on the export
+    or the passes.
+    """
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if fmt == ORT_FORMAT:
         so.add_session_config_entry("session.load_model_format", "ORT")
-        # Optimized when it was built; re-optimizing at load would only cost time.
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    source = model if isinstance(model, bytes) else str(model)
+    path = "<in-memory model>" if isinstance(model, bytes) else model
     try:
-        return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(source, sess_options=so, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
         raise RunError(f"onnxruntime cannot load '{path}' ({type(e).__name__}: {str(e).splitlines()[0][:200]})",
                        "the file may be truncated or built by an incompatible onnxruntime; rebuild it") from None
@@ -71,7 +80,7 @@ class OrtRunner:
 
     def __init__(self, path: Path, fmt: str):
         self.path, self.format, self.backend = Path(path), fmt, "onnxruntime"
-        self.session = _ort_session(self.path, fmt)
+        self.session = ort_session(self.path, fmt)
         self.inputs = tuple(TensorSpec(i.name, _ort_dtype(i.type), tuple(d if isinstance(d, int) else None
                                                                        for d in i.shape))
                             for i in self.session.get_inputs())

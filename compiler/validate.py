@@ -144,6 +144,17 @@ class SeamResult:
         return f"seam {self.seam}: {self.candidate} differs from {self.reference}: " + "; ".join(parts)
 
 
+# What to do when a seam fails, by seam: each points at the component it measures.
+SEAM_FIXES = {
+    "tf→onnx": "the conversion changed the numbers: check the report's ops; loosen --atol/--rtol only if the "
+               "difference is expected",
+    "onnx→optimized": "a pass changed the numbers: re-run with --check-each-pass to name it, then --skip-pass it",
+    "optimized→engine": "the backend's own optimizations changed the numbers; if that is acceptable for this model, "
+                        "loosen --atol/--rtol",
+}
+DEFAULT_FIX = "loosen --atol/--rtol if the difference is expected"
+
+
 def _is_exact(arr: np.ndarray) -> bool:
     return arr.dtype.kind in "iub"
 
@@ -213,10 +224,13 @@ def _constant(arrays: list[np.ndarray]) -> bool:
     return flat.size > 1 and bool(np.all(flat == flat[0]))
 
 
-def onnx_runner(path: Path, name: str):
-    from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
+def onnx_runner(model: Path | bytes, name: str):
+    """A Polygraphy runner over an ONNX model that onnxruntime runs as written (see runtime.ort_session)."""
+    from polygraphy.backend.onnxrt import OnnxrtRunner
 
-    return OnnxrtRunner(SessionFromOnnx(str(path), providers=["CPUExecutionProvider"]), name=name)
+    from .runtime import ort_session
+
+    return OnnxrtRunner(ort_session(model), name=name)
 
 
 def quiet_polygraphy() -> None:
@@ -243,18 +257,15 @@ class PassNumericsCheck:
         self.inputs, self.shapes, self.cfg, self.tolerances = inputs, shapes, cfg, tolerances
         self.reference = onnx_runner(reference_path, "before-passes")
         self.ref_results = Comparator.run([self.reference], data_loader=data_loader(inputs, shapes, cfg))
-        self.results: list[SeamResult] = []
 
     def __call__(self, model, pass_name: str) -> None:
-        from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
         from polygraphy.comparator import Comparator, RunResults
         from polygraphy.comparator.compare import SimpleCompareFunc
 
         from .errors import OptimizeError
 
-        cand = OnnxrtRunner(SessionFromOnnx(model.SerializeToString(), providers=["CPUExecutionProvider"]),
-                            name=f"after-{pass_name}")
         try:
+            cand = onnx_runner(model.SerializeToString(), f"after-{pass_name}")
             cand_results = Comparator.run([cand], data_loader=data_loader(self.inputs, self.shapes, self.cfg))
         except Exception as e:  # onnxruntime rejecting the graph is the pass's fault: name it
             raise OptimizeError(f"after pass '{pass_name}' onnxruntime cannot run the graph "
