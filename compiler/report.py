@@ -19,9 +19,10 @@ _PACKAGES = ("tf2trt-compiler", "tensorflow", "tf2onnx", "onnx", "onnx-graphsurg
              "numpy", "tensorrt")
 
 
-def versions() -> dict[str, str | None]:
+def versions(packages: tuple[str, ...] = _PACKAGES) -> dict[str, str | None]:
+    """Python's and each installed package's version; None for a package that is not installed."""
     found: dict[str, str | None] = {"python": platform.python_version()}
-    for pkg in _PACKAGES:
+    for pkg in packages:
         try:
             found[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

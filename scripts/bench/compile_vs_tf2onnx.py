@@ -42,7 +42,6 @@ Linux and macOS only (``os.wait4``).
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
 import platform
@@ -142,13 +141,12 @@ def summarize(runs: list[Run]) -> dict:
 
 
 def versions() -> dict[str, str]:
-    found = {}
-    for pkg in VERSIONED_PACKAGES:
-        try:
-            found[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            found[pkg] = "not installed"
-    return found
+    """Versions of the packages that decide the results ("not installed" where absent)."""
+    from compiler.report import versions as installed
+
+    found = installed(VERSIONED_PACKAGES)
+    found.pop("python")
+    return {pkg: v or "not installed" for pkg, v in found.items()}
 
 
 def print_report(summary: dict, n_runs: int) -> None:
