@@ -98,3 +98,23 @@ def test_xla_compiled_grouped_conv_is_inlined_and_converted(tmp_path, capsys):
     assert len(convs) == 1 and {a.name: a.i for a in convs[0].attribute}["group"] == 8
     report = json.loads((tmp_path / "g.engine.report.json").read_text())
     assert all(s["passed"] for s in report["validation"])
+
+
+def test_keras2_tf_keras_saved_model_compiles(tmp_path, capsys):
+    """Keras 2 (the tf-keras package) SavedModels, as TF-TRT users have them, are a supported input."""
+    import json
+
+    import tf_keras
+
+    from tests.conftest import run_cli
+
+    tf_keras.utils.set_random_seed(0)
+    model = tf_keras.Sequential([tf_keras.layers.Input((8, 8, 3), name="img"),
+                                 tf_keras.layers.Conv2D(4, 3, activation="relu"),
+                                 tf_keras.layers.BatchNormalization(), tf_keras.layers.GlobalAveragePooling2D(),
+                                 tf_keras.layers.Dense(5, activation="gelu")])
+    model.save(str(tmp_path / "k2"), save_format="tf")
+    code, _, stderr = run_cli(capsys, tmp_path / "k2", tmp_path / "k2.engine")
+    assert code == 0, stderr
+    report = json.loads((tmp_path / "k2.engine.report.json").read_text())
+    assert report["status"] == "ok" and report["validation"][0]["seam"] == "tf→onnx"
