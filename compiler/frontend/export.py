@@ -12,6 +12,7 @@ ONNX checker accepts.
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -143,8 +144,26 @@ def _verify(model: onnx.ModelProto, tf2onnx_errors: list[str]) -> None:
     try:
         ort.InferenceSession(model.SerializeToString(), sess_options=so, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime's error types differ across versions; we re-word it in one line
-        raise ExportError(f"the exported ONNX model does not load in onnxruntime: {_first_line(e)}{hint}",
+        raise ExportError(f"the exported ONNX model does not load in onnxruntime: {_ort_reason(model, e)}{hint}",
                           "try another --opset; if it persists, report the model to tf2onnx") from e
+
+
+_NO_KERNEL = re.compile(r"Could not find an implementation for (\w+)\((\d+)\) node with name '([^']*)'")
+
+
+def _ort_reason(model: onnx.ModelProto, e: Exception) -> str:
+    """onnxruntime's load error in our words: which op, which node, which input types."""
+    text = str(e)
+    m = _NO_KERNEL.search(text)
+    if m:
+        op, version, node = m.groups()
+        types = {vi.name: onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type).name
+                 for vi in list(model.graph.input) + list(model.graph.value_info) + list(model.graph.output)
+                 if vi.type.tensor_type.elem_type}
+        inputs = next((list(n.input) for n in model.graph.node if n.name == node), [])
+        typed = ", ".join(types.get(i, "?") for i in inputs if i)
+        return f"no CPU kernel for {op}-{version} (node '{node}') with input type(s) {typed or 'unknown'}"
+    return f"{type(e).__name__}: {_first_line(e)}"
 
 
 def export(model_dir: Path, out: Path, signature: str, cfg: ExportConfig = ExportConfig()) -> OnnxArtifact:
