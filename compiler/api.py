@@ -95,6 +95,27 @@ def build_engine(onnx_path: Path, out: Path, cfg=None, shapes: dict[str, Shape] 
     return build(Path(onnx_path), Path(out), cfg or BuildConfig(), shapes=shapes, inputs=inputs)
 
 
+def check_trt(model: Path, cfg: CompileConfig = CompileConfig(), trt_major: int = 10):
+    """TensorRT capability pre-flight of what compile would hand TensorRT: export (if needed), passes, check.
+
+    Returns ``(TrtCheck, parser_verdict)``; the verdict of TensorRT's own
+    parser is None where TensorRT is not installed.
+    """
+    from passes.trt_support import check_model
+
+    from .backends.tensorrt import parser_verdict
+    from .onnxutil import load
+
+    with tempfile.TemporaryDirectory(prefix="tf2trt-check-") as tmp:
+        tmp = Path(tmp)
+        source = as_saved_model(Path(model), tmp)
+        info = inspect_model(source, cfg.export)
+        onnx_path = source if info.format == "onnx" else export_model(source, tmp / "model.onnx", cfg.export,
+                                                                        info).path
+        optimized, _ = optimize_model(onnx_path, tmp / "model.opt.onnx", cfg.optimize)
+        return check_model(load(optimized.path), trt_major), parser_verdict(optimized.path)
+
+
 def _runner_for(path: Path, label: str, info: ModelInfo, loaded, tag: str):
     """A Polygraphy runner for a SavedModel (TensorFlow), an ONNX file or a built artifact (``loaded``)."""
     from .validate import onnx_runner
@@ -220,6 +241,8 @@ def compile_model(model: Path, out: Path, cfg: CompileConfig = CompileConfig(),
 
 def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, workdir: Path,
                   observer: Observer | None, current: list[str]) -> None:
+    from passes.trt_support import check_model
+
     from .backends import resolve_backend
     from .onnxutil import load, op_histogram
     from .validate import DEFAULT_FIX, SEAM_FIXES, PassNumericsCheck, quiet_polygraphy, resolve_shapes
@@ -261,7 +284,20 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
                                       vcfg.tolerances("onnx→optimized"))
         optimized, records = optimize_model(exported.path, workdir / "model.opt.onnx", cfg.optimize, check)
         report.passes = [r.to_json() for r in records]
-        report.set_graph("optimized", op_histogram(load(optimized.path)))
+        optimized_model = load(optimized.path)
+        report.set_graph("optimized", op_histogram(optimized_model))
+        trt = check_model(optimized_model)
+        report.trt_check = trt.to_json()
+        if not trt.supported:
+            if backend == "tensorrt":
+                from .errors import BuildError
+
+                listing = "; ".join(f.text() for f in trt.findings[:5])
+                more = f"; and {len(trt.findings) - 5} more" if len(trt.findings) > 5 else ""
+                raise BuildError(f"TensorRT's ONNX parser would reject {len(trt.findings)} node(s): {listing}{more}",
+                                 "apply the fixes named, or build for CPU with --backend onnxruntime")
+            report.notices.append(f"{trt.summary()}; a TensorRT build would stop here "
+                                  "(see `python -m compiler check-trt` or the report's trt_check)")
         report.intermediates["optimized"] = str(optimized.path)
 
     # The engine is built into a temporary file beside OUT and renamed into place

@@ -18,7 +18,7 @@ from .config import (BACKENDS, BuildConfig, CompileConfig, ExportConfig, Optimiz
                      parse_names, parse_shapes)
 from .errors import EXIT_INTERRUPTED, CompilerError, ConfigError, InternalError
 
-SUBCOMMANDS = ("compile", "inspect", "export", "optimize", "build", "validate")
+SUBCOMMANDS = ("compile", "inspect", "export", "optimize", "build", "validate", "check-trt")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -107,6 +107,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-unsafe-ops", action="store_true", help="load SavedModels that fail the unsafe-op scan")
     p.add_argument("--json", action="store_true")
     _validate_flags(p), _common(p)
+
+    p = sub.add_parser("check-trt", help="which nodes TensorRT's ONNX parser would reject, and why (no GPU needed)")
+    p.add_argument("model", type=Path, help="SavedModel, .keras or .onnx (checked after the default passes)")
+    p.add_argument("--trt-major", type=int, choices=(10, 11), default=10, help="TensorRT major version (default 10)")
+    p.add_argument("--json", action="store_true")
+    _export_flags(p), _optimize_flags(p), _common(p)
     return top
 
 
@@ -277,8 +283,27 @@ def cmd_validate(a) -> int:
     return 0
 
 
+def cmd_check_trt(a) -> int:
+    """Exit 0 when every node is supported, 1 when some are not (errors keep their own codes)."""
+    from .api import check_trt
+
+    cfg = CompileConfig(export=_export_cfg(a), optimize=_optimize_cfg(a))
+    result, parser = check_trt(a.model, cfg, a.trt_major)
+    if a.json:
+        print(json.dumps(result.to_json() | {"tensorrt_parser": parser}, indent=2))
+    else:
+        for f in result.findings:
+            print(f"  {f.text()}")
+        print(f"check-trt: {result.summary()}")
+        print("tensorrt parser: " + ("not installed here; the table-based verdict above is the only one" if parser is None
+                                     else f"{'supports' if parser['supported'] else 'REJECTS'} the model "
+                                          f"(TensorRT {parser['tensorrt']})"))
+    both = result.supported and (parser is None or parser["supported"])
+    return 0 if both else 1
+
+
 COMMANDS = {"compile": cmd_compile, "inspect": cmd_inspect, "export": cmd_export, "optimize": cmd_optimize,
-            "build": cmd_build, "validate": cmd_validate}
+            "build": cmd_build, "validate": cmd_validate, "check-trt": cmd_check_trt}
 
 
 def main(argv: list[str] | None = None) -> int:

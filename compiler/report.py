@@ -58,6 +58,7 @@ class Report:
     intermediates: dict[str, str] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
     safety: dict | None = None
+    trt_check: dict | None = None
 
     @property
     def status(self) -> str:
@@ -76,7 +77,7 @@ class Report:
             "inputs": self.inputs, "outputs": self.outputs,
             "graph": self.graph, "passes": self.passes,
             "validation": [s.to_json() for s in self.validation],
-            "safety": self.safety, "engine": self.engine, "intermediates": self.intermediates, "notices": self.notices,
+            "safety": self.safety, "trt_check": self.trt_check, "engine": self.engine, "intermediates": self.intermediates, "notices": self.notices,
             "versions": versions(),
         }
 

@@ -93,6 +93,28 @@ def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig(),
                                    "strongly_typed": True})
 
 
+def parser_verdict(onnx_path: Path) -> dict | None:
+    """TensorRT's own parser on the model, where TensorRT is installed (else None).
+
+    Uses ``OnnxParser.supports_model_v2`` and its subgraph queries (TensorRT
+    10+); the result lists, per subgraph the parser carved out, whether it is
+    supported and the ONNX node indices in it.
+    """
+    ok, _ = availability()
+    if not ok:
+        return None
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.ERROR)
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    supported = bool(parser.supports_model_v2(Path(onnx_path).read_bytes(), str(onnx_path)))
+    subgraphs = [{"supported": bool(parser.is_subgraph_supported(i)), "nodes": list(parser.get_subgraph_nodes(i))}
+                 for i in range(parser.num_subgraphs)]
+    return {"supported": supported, "subgraphs": subgraphs, "tensorrt": trt.__version__}
+
+
 class TrtPlanRunner:
     """Runs a serialized TensorRT plan through Polygraphy's TrtRunner (device buffers handled)."""
 
