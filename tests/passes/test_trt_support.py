@@ -76,6 +76,7 @@ def test_unsupported_op_and_dtypes():
                 [_vi("x", TensorProto.UINT8)], [_vi("y", TensorProto.UINT8)])
     findings = check_model(u8).findings
     assert [f.node for f in findings] == ["add_u8"]  # the cast at the input is fine; UINT8 inside is not
+    assert findings[0].reason.startswith("UINT8 inside the network") and "right after the input" in findings[0].fix
 
 
 def test_subgraph_bodies_are_checked():
