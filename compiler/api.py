@@ -147,10 +147,14 @@ def validate_artifacts(reference: Path, candidate: Path, seam: str, cfg: Validat
 
 
 def _validate(reference: Path, candidate: Path, seam: str, cfg: ValidateConfig, shapes, tolerances, export_cfg,
-              labels):
+              labels, known: dict[Path, ModelInfo] | None = None):
+    """The comparison itself. ``known`` holds specs the caller already has (compile does), so
+    nothing is inspected or loaded twice; only what is missing goes through ``_model_info``."""
     from .validate import compare, merge_specs, resolve_shapes
 
-    (info, ref_loaded), (cand_info, cand_loaded) = _model_info(reference, export_cfg), _model_info(candidate, export_cfg)
+    known = known or {}
+    info, ref_loaded = (known[reference], None) if reference in known else _model_info(reference, export_cfg)
+    cand_info, cand_loaded = (known[candidate], None) if candidate in known else _model_info(candidate, export_cfg)
     require_safe(info, export_cfg)
     require_safe(cand_info, export_cfg)
     inputs = merge_specs(info.inputs, cand_info.inputs)
@@ -177,6 +181,10 @@ def _model_info(path: Path, export_cfg: ExportConfig):
     loaded = load(path)
     return ModelInfo(path=path, format=loaded.format, signature=None, inputs=loaded.inputs,
                      outputs=getattr(loaded, "outputs", ()), ops={}), loaded
+
+
+def _onnx_info(art: OnnxArtifact) -> ModelInfo:
+    return ModelInfo(path=art.path, format="onnx", signature=None, inputs=art.inputs, outputs=art.outputs, ops={})
 
 
 @contextlib.contextmanager
@@ -314,14 +322,15 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
             report.stages["validate"].note = "disabled with --no-validate"
         else:
             with _stage(report, "validate", observer) as rec:
+                # Specs compile already holds: no seam re-inspects the SavedModel or re-loads an ONNX file.
+                known = {model: info, exported.path: _onnx_info(exported), optimized.path: _onnx_info(optimized)}
                 seams = []
                 if info.format == "saved_model":
                     seams.append((model, exported.path, "tf→onnx", ("tensorflow", "exported.onnx")))
                 seams.append((exported.path, optimized.path, "onnx→optimized", ("exported.onnx", "optimized.onnx")))
                 seams.append((optimized.path, tmp_engine, "optimized→engine", ("optimized.onnx", f"engine ({backend})")))
                 for ref, cand, seam, labels in seams:
-                    result = validate_artifacts(ref, cand, seam, vcfg, shapes, vcfg.tolerances(seam), cfg.export,
-                                                labels)
+                    result = _validate(ref, cand, seam, vcfg, shapes, vcfg.tolerances(seam), cfg.export, labels, known)
                     report.validation.append(result)
                     report.notices.extend(f"validation {seam}: {w}" for w in result.warnings)
                 failed = [s for s in report.validation if not s.passed]

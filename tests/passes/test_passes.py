@@ -127,6 +127,7 @@ def test_manager_records_dumps_and_checks(tmp_path):
     seen = []
     manager = PassManager(default_pipeline(), check=lambda m, name: seen.append(name), dump_dir=tmp_path)
     out = manager.run(_foldable_model(), PassContext({"x": (2, 3)}))
+    onnx.checker.check_model(out, full_check=True)
     changed = [r.name for r in manager.records if r.changed]
     assert seen == changed and "fold_constants" in changed
     assert sorted(p.name for p in tmp_path.iterdir())[0] == "000_input.onnx"
