@@ -75,18 +75,20 @@ def _ort_dtype(type_str: str) -> str:
     return {"float": "float32", "double": "float64", "float16": "float16"}.get(inner, inner)
 
 
+def _specs(args) -> tuple[TensorSpec, ...]:
+    """TensorSpecs of onnxruntime's NodeArgs (symbolic dims become None)."""
+    return tuple(TensorSpec(a.name, _ort_dtype(a.type), tuple(d if isinstance(d, int) else None for d in a.shape))
+                 for a in args)
+
+
 class OrtRunner:
     """Runs an ONNX model or an ORT-format artifact on onnxruntime's CPU provider."""
 
     def __init__(self, path: Path, fmt: str):
         self.path, self.format, self.backend = Path(path), fmt, "onnxruntime"
         self.session = ort_session(self.path, fmt)
-        self.inputs = tuple(TensorSpec(i.name, _ort_dtype(i.type), tuple(d if isinstance(d, int) else None
-                                                                       for d in i.shape))
-                            for i in self.session.get_inputs())
-        self.outputs = tuple(TensorSpec(o.name, _ort_dtype(o.type), tuple(d if isinstance(d, int) else None
-                                                                        for d in o.shape))
-                             for o in self.session.get_outputs())
+        self.inputs = _specs(self.session.get_inputs())
+        self.outputs = _specs(self.session.get_outputs())
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = sorted({t.name for t in self.inputs} - set(feed))

@@ -175,7 +175,16 @@ def error_stats(ref: np.ndarray, cand: np.ndarray) -> dict[str, float]:
 
 def compare(reference, candidate, seam: str, ref_label: str, cand_label: str, inputs: tuple[TensorSpec, ...],
             shapes: dict[str, Shape], cfg: ValidateConfig, tolerances: tuple[float, float]) -> SeamResult:
-    """Run both Polygraphy runners on the same seeded data and compare every output of the reference.
+    """Run both Polygraphy runners on the same seeded data and judge every output of the reference."""
+    from polygraphy.comparator import Comparator
+
+    results = Comparator.run([reference, candidate], data_loader=data_loader(inputs, shapes, cfg))
+    return judge(results, reference.name, candidate.name, seam, ref_label, cand_label, shapes, cfg, tolerances)
+
+
+def judge(results, ref_name: str, cand_name: str, seam: str, ref_label: str, cand_label: str,
+          shapes: dict[str, Shape], cfg: ValidateConfig, tolerances: tuple[float, float]) -> SeamResult:
+    """Compare the candidate's outputs in Polygraphy ``RunResults`` with the reference's.
 
     Polygraphy's ``SimpleCompareFunc`` gives the verdict (elementwise: |a-b| <= atol or
     rel <= rtol); the error statistics are computed here over all iterations.
@@ -184,8 +193,7 @@ def compare(reference, candidate, seam: str, ref_label: str, cand_label: str, in
     from polygraphy.comparator.compare import SimpleCompareFunc
 
     atol, rtol = tolerances
-    results = Comparator.run([reference, candidate], data_loader=data_loader(inputs, shapes, cfg))
-    ref_iters, cand_iters = results[reference.name], results[candidate.name]
+    ref_iters, cand_iters = results[ref_name], results[cand_name]
     names = list(ref_iters[0].keys())
     missing = sorted(set(names) - set(cand_iters[0].keys()))
     if missing:
@@ -196,7 +204,7 @@ def compare(reference, candidate, seam: str, ref_label: str, cand_label: str, in
     per_atol = {n: 0.0 if exact[n] else atol for n in names}
     per_rtol = {n: 0.0 if exact[n] else rtol for n in names}
     func = SimpleCompareFunc(atol=per_atol, rtol=per_rtol, check_shapes=True)
-    verdicts = Comparator.compare_accuracy(results, compare_func=func)[0][(reference.name, candidate.name)]
+    verdicts = Comparator.compare_accuracy(results, compare_func=func)[0][(ref_name, cand_name)]
     outputs: dict[str, OutputDiff] = {}
     note, warnings = None, []
     for name in names:
@@ -260,7 +268,6 @@ class PassNumericsCheck:
 
     def __call__(self, model, pass_name: str) -> None:
         from polygraphy.comparator import Comparator, RunResults
-        from polygraphy.comparator.compare import SimpleCompareFunc
 
         from .errors import OptimizeError
 
@@ -274,12 +281,8 @@ class PassNumericsCheck:
         # RunResults.update() in Polygraphy 0.53.6 indexes its list by name and fails; append pairs.
         merged = RunResults()
         merged.lst.extend(list(self.ref_results.lst) + list(cand_results.lst))
-        atol, rtol = self.tolerances
-        acc = Comparator.compare_accuracy(merged, compare_func=SimpleCompareFunc(atol=atol, rtol=rtol,
-                                                                                 check_shapes=True))
-        per_iter = acc[0][(self.reference.name, cand.name)]
-        bad = {n: r for it in per_iter for n, r in it.items() if not r}
-        if bad:
-            detail = "; ".join(f"'{n}' max abs {r.max_absdiff:.3g}" for n, r in bad.items())
-            raise OptimizeError(f"pass '{pass_name}' changed the model's outputs beyond atol {atol:g}/rtol "
-                                f"{rtol:g}: {detail}", f"skip it with --skip-pass {pass_name} and report the bug")
+        result = judge(merged, self.reference.name, cand.name, "onnx→optimized", "the graph before the passes",
+                       f"the graph after pass '{pass_name}'", self.shapes, self.cfg, self.tolerances)
+        if not result.passed:
+            raise OptimizeError(f"pass '{pass_name}' changed the model's outputs: {result.failure_line()}",
+                                f"skip it with --skip-pass {pass_name} and report the bug")

@@ -190,3 +190,50 @@ def test_cleanup_reports_changes_inside_subgraphs():
     np.testing.assert_array_equal(ort_run(out, feed)["y"], np.abs(FEED["x"]))
     assert not CleanupToposort().run(graph, PassContext()).changed
     PassManager(default_pipeline()).run(model, PassContext())  # the honesty check passes on it
+
+
+class _BreaksSemantics(Pass):
+    """Turns Abs into Neg: valid ONNX, wrong numbers."""
+
+    name = "breaks_semantics"
+
+    def run(self, graph, ctx):
+        for n in graph.nodes:
+            if n.op == "Abs":
+                n.op = "Neg"
+                return PassResult(changed=True)
+        return PassResult(changed=False)
+
+
+class _RenamesNode(Pass):
+    """A real but harmless change: the numbers stay the same."""
+
+    name = "renames_node"
+
+    def run(self, graph, ctx):
+        if graph.nodes[0].name == "renamed":
+            return PassResult(changed=False)
+        graph.nodes[0].name = "renamed"
+        return PassResult(changed=True)
+
+
+def test_check_each_pass_names_the_pass_that_changed_the_numbers(tmp_path):
+    from compiler.artifacts import TensorSpec
+    from compiler.config import ValidateConfig
+    from compiler.errors import OptimizeError
+    from compiler.validate import PassNumericsCheck
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])
+    model = _model([helper.make_node("Abs", ["x"], ["y"], name="abs")], [x], [y])
+    path = tmp_path / "abs.onnx"
+    onnx.save(model, str(path))
+    check = PassNumericsCheck(path, (TensorSpec("x", "float32", (2, 3)),), {"x": (2, 3)}, ValidateConfig(),
+                              (1e-5, 1e-5))
+    checked = []
+    PassManager([_RenamesNode()], check=lambda m, name: (checked.append(name), check(m, name))).run(
+        model, PassContext())
+    assert checked == ["renames_node"]  # the check ran on a faithful change, and passed
+    with pytest.raises(OptimizeError, match="pass 'breaks_semantics' changed the model's outputs.*'y' max abs") as e:
+        PassManager([_BreaksSemantics()], check=check).run(model, PassContext())
+    assert "--skip-pass breaks_semantics" in e.value.one_line()
