@@ -8,10 +8,13 @@ from .cleanup_toposort import CleanupToposort
 from .fold_constants import FoldConstants
 from .freeze_input_shapes import FreezeInputShapes
 from .infer_shapes import InferShapes
+from .rewrite_tensorrt import RewriteTensorRT
+from .user_rules import UserRules
 from .infra import Pass, PassBug, PassContext, PassError, PassManager, PassRecord, PassResult, fingerprint
 
 ALL_PASSES: dict[str, type[Pass]] = {
-    cls.name: cls for cls in (FreezeInputShapes, InferShapes, FoldConstants, CleanupToposort)
+    cls.name: cls for cls in (FreezeInputShapes, InferShapes, FoldConstants, UserRules, RewriteTensorRT,
+                             CleanupToposort)
 }
 
 
@@ -25,6 +28,12 @@ def default_pipeline() -> list[Pass]:
         InferShapes(),
         # Evaluate constant subgraphs (weights arithmetic, shape arithmetic) into initializers.
         FoldConstants(),
+        # The user's rules see the folded graph before ours, so they can claim a pattern first
+        # (e.g. a subgraph that becomes a plugin node).
+        UserRules(),
+        # Replace what TensorRT's parser rejects; rules read constant K, roi, indices and static shapes,
+        # which only exist after folding.
+        RewriteTensorRT(),
         # Last: drop what folding left dangling and sort, as TensorRT's parser needs.
         CleanupToposort(),
     ]
@@ -40,5 +49,5 @@ def build_pipeline(names: tuple[str, ...] | None = None, skip: tuple[str, ...] =
 
 
 __all__ = ["ALL_PASSES", "CleanupToposort", "FoldConstants", "FreezeInputShapes", "InferShapes", "Pass", "PassBug",
-           "PassContext", "PassError", "PassManager", "PassRecord", "PassResult", "build_pipeline",
+           "PassContext", "PassError", "PassManager", "PassRecord", "PassResult", "RewriteTensorRT", "UserRules", "build_pipeline",
            "default_pipeline", "fingerprint"]

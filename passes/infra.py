@@ -44,6 +44,9 @@ class PassContext:
     """What passes may read besides the graph: the user's settings."""
 
     input_shapes: dict[str, Shape] = field(default_factory=dict)
+    rules: tuple = ()  # user rules (passes.rules.Rule) from --rules FILE.py
+    inputs_as_nchw: tuple[str, ...] = ()  # graph inputs to present as NCHW (layout_io)
+    outputs_as_nchw: tuple[str, ...] = ()
 
 
 class Pass:
