@@ -139,8 +139,8 @@ def test_manager_records_dumps_and_checks(tmp_path):
 
 
 def test_pipeline_selection_and_unknown_names():
-    assert [p.name for p in build_pipeline(skip=("fold_constants",))] == [
-        "freeze_input_shapes", "infer_shapes", "cleanup_toposort"]
+    names = [p.name for p in default_pipeline()]
+    assert [p.name for p in build_pipeline(skip=("fold_constants",))] == [n for n in names if n != "fold_constants"]
     assert [p.name for p in build_pipeline(("cleanup_toposort",))] == ["cleanup_toposort"]
     with pytest.raises(PassError, match="unknown pass"):
         build_pipeline(("nope",))
