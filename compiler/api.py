@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .artifacts import EngineArtifact, ModelInfo, OnnxArtifact, atomic_output, check_writable
+from .artifacts import EngineArtifact, ModelInfo, OnnxArtifact, TensorSpec, atomic_output, check_writable
 from .config import CompileConfig, ExportConfig, OptimizeConfig, Shape, ValidateConfig
 from .errors import CompilerError, InternalError, ValidationError
 from .report import Report, StageRecord
@@ -84,6 +84,14 @@ def optimize_model(onnx_path: Path, out: Path, cfg: OptimizeConfig = OptimizeCon
     from .optimize import optimize
 
     return optimize(Path(onnx_path), Path(out), cfg, check)
+
+
+def cut_model(onnx_path: Path, out: Path, cfg: OptimizeConfig):
+    """Extract the subgraph between ``cfg.cut_inputs`` and ``cfg.cut_outputs``; returns (OnnxArtifact, cfg for
+    the passes that follow)."""
+    from .optimize import cut
+
+    return cut(Path(onnx_path), Path(out), cfg)
 
 
 def build_engine(onnx_path: Path, out: Path, cfg=None, shapes: dict[str, Shape] | None = None) -> EngineArtifact:
@@ -157,15 +165,41 @@ def _validate(reference: Path, candidate: Path, seam: str, cfg: ValidateConfig, 
     cand_info, cand_loaded = (known[candidate], None) if candidate in known else _model_info(candidate, export_cfg)
     require_safe(info, export_cfg)
     require_safe(cand_info, export_cfg)
-    inputs = merge_specs(info.inputs, cand_info.inputs)
-    shapes = resolve_shapes(inputs, shapes or {}, cfg.batch)
     ref_label, cand_label = labels or (reference.name, candidate.name)
+    change = _interface_change(reference, info, candidate, cand_info, seam)
+    cand_inputs = tuple(TensorSpec(t.name, t.dtype, change.reference_shape(t.name, t.shape))
+                        for t in cand_info.inputs)
+    inputs = merge_specs(info.inputs, cand_inputs)
+    shapes = resolve_shapes(inputs, shapes or {}, cfg.batch)
     ref_runner = _runner_for(reference, ref_label, info, ref_loaded, export_cfg.tag)
     cand_runner = _runner_for(candidate, cand_label, cand_info, cand_loaded, export_cfg.tag)
+    if change:
+        from .interface import adapted
+
+        cand_runner = adapted(cand_runner, change, info.inputs)
     if ref_runner.name == cand_runner.name:
         cand_runner.name = cand_label + " (candidate)"
     return compare(ref_runner, cand_runner, seam, ref_label, cand_label, inputs, shapes, cfg,
                    tolerances or cfg.tolerances(seam))
+
+
+def _interface_change(reference: Path, info: ModelInfo, candidate: Path, cand_info: ModelInfo, seam: str):
+    """How the candidate's interface differs from the reference's (see compiler/interface.py).
+
+    An engine carries no ONNX metadata; it has the interface of the ONNX model it was built from, so
+    only an ONNX candidate whose recorded change the reference lacks needs adapting.
+    """
+    from .interface import Interface, read
+
+    ref = read(reference) if info.format == "onnx" else Interface()
+    cand = read(candidate) if cand_info.format == "onnx" else Interface()
+    if not cand or cand == ref:
+        return Interface()
+    if ref:
+        raise ValidationError(f"seam {seam}: {candidate.name} and {reference.name} both changed the interface, "
+                              f"differently ({'; '.join(ref.describe())} vs {'; '.join(cand.describe())})",
+                              "validate each against the exported model instead")
+    return cand
 
 
 def _model_info(path: Path, export_cfg: ExportConfig):
@@ -253,6 +287,7 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
 
     from .backends import resolve_backend
     from .onnxutil import load, op_histogram
+    from .interface import read as interface_of
     from .validate import DEFAULT_FIX, SEAM_FIXES, PassNumericsCheck, quiet_polygraphy, resolve_shapes
 
     quiet_polygraphy()
@@ -285,12 +320,24 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
     report.intermediates["exported"] = str(exported.path)
 
     current[0] = "optimize"
-    with _stage(report, "optimize", observer):
+    with _stage(report, "optimize", observer) as rec:
+        ocfg, before_passes, pass_shapes = cfg.optimize, exported, shapes
+        if ocfg.cut_inputs or ocfg.cut_outputs:
+            # The passes and the seams after them start from the cut model, which has its own interface.
+            before_passes, ocfg = cut_model(exported.path, workdir / "model.cut.onnx", ocfg)
+            pass_shapes = resolve_shapes(before_passes.inputs, {}, vcfg.batch)
+            report.intermediates["cut"] = str(before_passes.path)
+            report.set_graph("cut", op_histogram(load(before_passes.path)))
+            rec.note = (f"cut to inputs {', '.join(t.name for t in before_passes.inputs)}; outputs "
+                        f"{', '.join(t.name for t in before_passes.outputs)}")
         check = None
-        if cfg.optimize.check_each_pass:
-            check = PassNumericsCheck(exported.path, exported.inputs, shapes, vcfg,
+        if ocfg.check_each_pass:
+            check = PassNumericsCheck(before_passes.path, before_passes.inputs, pass_shapes, vcfg,
                                       vcfg.tolerances("onnx→optimized"))
-        optimized, records = optimize_model(exported.path, workdir / "model.opt.onnx", cfg.optimize, check)
+        optimized, records = optimize_model(before_passes.path, workdir / "model.opt.onnx", ocfg, check)
+        change = interface_of(optimized.path)
+        report.interface = change.to_json() if change else {}
+        report.notices.extend(f"the engine's {line} (feed and read it that way)" for line in change.describe())
         report.passes = [r.to_json() for r in records]
         optimized_model = load(optimized.path)
         report.set_graph("optimized", op_histogram(optimized_model))
@@ -323,14 +370,20 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
         else:
             with _stage(report, "validate", observer) as rec:
                 # Specs compile already holds: no seam re-inspects the SavedModel or re-loads an ONNX file.
-                known = {model: info, exported.path: _onnx_info(exported), optimized.path: _onnx_info(optimized)}
+                known = {model: info, exported.path: _onnx_info(exported), optimized.path: _onnx_info(optimized),
+                         before_passes.path: _onnx_info(before_passes)}
                 seams = []
                 if info.format == "saved_model":
-                    seams.append((model, exported.path, "tf→onnx", ("tensorflow", "exported.onnx")))
-                seams.append((exported.path, optimized.path, "onnx→optimized", ("exported.onnx", "optimized.onnx")))
-                seams.append((optimized.path, tmp_engine, "optimized→engine", ("optimized.onnx", f"engine ({backend})")))
-                for ref, cand, seam, labels in seams:
-                    result = _validate(ref, cand, seam, vcfg, shapes, vcfg.tolerances(seam), cfg.export, labels, known)
+                    seams.append((model, exported.path, "tf→onnx", ("tensorflow", "exported.onnx"), shapes))
+                label = "cut.onnx" if before_passes is not exported else "exported.onnx"
+                seams.append((before_passes.path, optimized.path, "onnx→optimized", (label, "optimized.onnx"),
+                              pass_shapes))
+                engine_shapes = {k: change.candidate_shape(k, v) for k, v in pass_shapes.items()}
+                seams.append((optimized.path, tmp_engine, "optimized→engine", ("optimized.onnx", f"engine ({backend})"),
+                              engine_shapes))
+                for ref, cand, seam, labels, seam_shapes in seams:
+                    result = _validate(ref, cand, seam, vcfg, seam_shapes, vcfg.tolerances(seam), cfg.export, labels,
+                                       known)
                     report.validation.append(result)
                     report.notices.extend(f"validation {seam}: {w}" for w in result.warnings)
                 failed = [s for s in report.validation if not s.passed]

@@ -23,7 +23,9 @@ SUBCOMMANDS = ("compile", "inspect", "export", "optimize", "build", "validate", 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit code of the config stage
-        raise ConfigError(message, f"see `python -m compiler {self.prog.split()[-1]} --help`")
+        words = self.prog.split()
+        command = words[-1] if len(words) > 3 else "COMMAND"  # "python -m compiler" is the top parser
+        raise ConfigError(message, f"see `python -m compiler {command} --help`")
 
 
 def _export_flags(p):
@@ -44,6 +46,15 @@ def _optimize_flags(p):
     g.add_argument("--check-each-pass", action="store_true",
                    help="run onnxruntime after every pass and name the pass that changes the outputs")
     g.add_argument("--dump-passes", type=Path, metavar="DIR", help="write NNN_<pass>.onnx after each pass")
+    g.add_argument("--inputs-as-nchw", metavar="NAME,...",
+                   help="make these channels-last inputs channels-first (the engine takes NCHW)")
+    g.add_argument("--outputs-as-nchw", metavar="NAME,...", help="make these channels-last outputs channels-first")
+    g.add_argument("--rules", type=Path, metavar="FILE.py",
+                   help="your own rewrite rules (a file defining RULES = [...]), applied before the built-in ones")
+    g.add_argument("--cut-inputs", metavar="TENSOR,...",
+                   help="start the graph at these tensors (cut pre-processing off; it runs outside the engine)")
+    g.add_argument("--cut-outputs", metavar="TENSOR,...",
+                   help="end the graph at these tensors (cut post-processing off)")
 
 
 def _build_flags(p):
@@ -84,6 +95,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("model", type=Path)
     p.add_argument("--signature"), p.add_argument("--tag", default="serve")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--tensors", action="store_true",
+                   help="ONNX only: list every tensor with its producer, dtype and shape (names for --cut-*)")
     _common(p)
 
     p = sub.add_parser("export", help="SavedModel → verified ONNX (tf2onnx)")
@@ -125,7 +138,10 @@ def _validate_cfg(a, enabled=True) -> ValidateConfig:
 
 def _optimize_cfg(a) -> OptimizeConfig:
     return OptimizeConfig(input_shapes=parse_shapes(a.input_shapes), passes=parse_names(a.passes) or None,
-                          skip_passes=tuple(a.skip_pass), check_each_pass=a.check_each_pass, dump_dir=a.dump_passes)
+                          skip_passes=tuple(a.skip_pass), check_each_pass=a.check_each_pass, dump_dir=a.dump_passes,
+                          rules_file=a.rules, inputs_as_nchw=parse_names(a.inputs_as_nchw),
+                          outputs_as_nchw=parse_names(a.outputs_as_nchw), cut_inputs=parse_names(a.cut_inputs),
+                          cut_outputs=parse_names(a.cut_outputs))
 
 
 def _export_cfg(a) -> ExportConfig:
@@ -183,6 +199,8 @@ def cmd_inspect(a) -> int:
 
     from .api import as_saved_model, inspect_model
 
+    if a.tensors:
+        return _list_tensors(a.model, a.json)
     with tempfile.TemporaryDirectory(prefix="tf2trt-keras-") as tmp:
         info = inspect_model(as_saved_model(a.model, Path(tmp)), ExportConfig(signature=a.signature, tag=a.tag))
     if a.json:
@@ -201,6 +219,22 @@ def cmd_inspect(a) -> int:
             print(f"  {t.name}: {t.dtype} {t.shape_text()}{dyn}")
     ops = sorted(info.ops.items(), key=lambda kv: (-kv[1], kv[0]))
     print(f"ops ({sum(info.ops.values())} nodes): " + ", ".join(f"{k} {v}" for k, v in ops))
+    return 0
+
+
+def _list_tensors(model: Path, as_json: bool) -> int:
+    from .onnxutil import load, tensor_table
+
+    if Path(model).is_dir() or Path(model).suffix != ".onnx":
+        raise ConfigError(f"--tensors needs an ONNX file, not {model}",
+                          f"export it first: python -m compiler export {model} model.onnx")
+    rows = tensor_table(load(Path(model)))
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            shape = "[" + ", ".join("?" if d is None else str(d) for d in r["shape"]) + "]" if r["shape"] else "?"
+            print(f"  {r['name']}: {r['dtype'] or '?'} {shape}  ← {r['producer']}")
     return 0
 
 

@@ -67,6 +67,11 @@ class OptimizeConfig:
     check_each_pass: bool = False
     dump_dir: Path | None = None
     max_iterations: int = 4  # fixed-point rounds over the pipeline
+    rules_file: Path | None = None  # --rules FILE.py: user rules (RULES = [...])
+    inputs_as_nchw: tuple[str, ...] = ()
+    outputs_as_nchw: tuple[str, ...] = ()
+    cut_inputs: tuple[str, ...] = ()  # --cut-inputs: tensors that become the graph's inputs
+    cut_outputs: tuple[str, ...] = ()
 
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime")

@@ -59,6 +59,7 @@ class Report:
     notices: list[str] = field(default_factory=list)
     safety: dict | None = None
     trt_check: dict | None = None
+    interface: dict = field(default_factory=dict)  # how the engine's IO differs from the model's (interface.py)
 
     @property
     def status(self) -> str:
@@ -77,7 +78,8 @@ class Report:
             "inputs": self.inputs, "outputs": self.outputs,
             "graph": self.graph, "passes": self.passes,
             "validation": [s.to_json() for s in self.validation],
-            "safety": self.safety, "trt_check": self.trt_check, "engine": self.engine, "intermediates": self.intermediates, "notices": self.notices,
+            "safety": self.safety, "trt_check": self.trt_check, "interface": self.interface, "engine": self.engine,
+            "intermediates": self.intermediates, "notices": self.notices,
             "versions": versions(),
         }
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import interface
 from .artifacts import TensorSpec
 from .config import Shape, ValidateConfig
 from .errors import ConfigError, InspectError, ValidationError
@@ -273,6 +274,9 @@ class PassNumericsCheck:
 
         try:
             cand = onnx_runner(model.SerializeToString(), f"after-{pass_name}")
+            change = interface.read(model)
+            if change:  # e.g. layout_io made an input NCHW: feed it the same data, transposed
+                cand = interface.adapted(cand, change, self.inputs)
             cand_results = Comparator.run([cand], data_loader=data_loader(self.inputs, self.shapes, self.cfg))
         except Exception as e:  # onnxruntime rejecting the graph is the pass's fault: name it
             raise OptimizeError(f"after pass '{pass_name}' onnxruntime cannot run the graph "

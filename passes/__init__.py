@@ -8,13 +8,15 @@ from .cleanup_toposort import CleanupToposort
 from .fold_constants import FoldConstants
 from .freeze_input_shapes import FreezeInputShapes
 from .infer_shapes import InferShapes
+from .eliminate_transposes import EliminateTransposes
+from .layout_io import LayoutIO
 from .rewrite_tensorrt import RewriteTensorRT
 from .user_rules import UserRules
 from .infra import Pass, PassBug, PassContext, PassError, PassManager, PassRecord, PassResult, fingerprint
 
 ALL_PASSES: dict[str, type[Pass]] = {
-    cls.name: cls for cls in (FreezeInputShapes, InferShapes, FoldConstants, UserRules, RewriteTensorRT,
-                             CleanupToposort)
+    cls.name: cls for cls in (FreezeInputShapes, LayoutIO, InferShapes, FoldConstants, UserRules,
+                             RewriteTensorRT, EliminateTransposes, CleanupToposort)
 }
 
 
@@ -23,6 +25,9 @@ def default_pipeline() -> list[Pass]:
     return [
         # Static input shapes first: every later pass sees the shapes the engine will run with.
         FreezeInputShapes(),
+        # The interface layout next: the user's --input-shapes are in the model's own layout, so they
+        # are frozen first; every later pass sees the NCHW interface and its compensating Transposes.
+        LayoutIO(),
         # Shapes and dtypes on every tensor before folding: fold_constants can only turn
         # Shape(x) into a constant when x's shape is known.
         InferShapes(),
@@ -34,6 +39,9 @@ def default_pipeline() -> list[Pass]:
         # Replace what TensorRT's parser rejects; rules read constant K, roi, indices and static shapes,
         # which only exist after folding.
         RewriteTensorRT(),
+        # After the rewrites (which may add Transposes of their own) and layout_io: cancel, merge, fold
+        # and push Transposes until they meet.
+        EliminateTransposes(),
         # Last: drop what folding left dangling and sort, as TensorRT's parser needs.
         CleanupToposort(),
     ]
@@ -48,6 +56,6 @@ def build_pipeline(names: tuple[str, ...] | None = None, skip: tuple[str, ...] =
     return [p for p in pipeline if p.name not in skip]
 
 
-__all__ = ["ALL_PASSES", "CleanupToposort", "FoldConstants", "FreezeInputShapes", "InferShapes", "Pass", "PassBug",
-           "PassContext", "PassError", "PassManager", "PassRecord", "PassResult", "RewriteTensorRT", "UserRules", "build_pipeline",
-           "default_pipeline", "fingerprint"]
+__all__ = ["ALL_PASSES", "CleanupToposort", "EliminateTransposes", "FoldConstants", "FreezeInputShapes",
+           "InferShapes", "LayoutIO", "Pass", "PassBug", "PassContext", "PassError", "PassManager", "PassRecord",
+           "PassResult", "RewriteTensorRT", "UserRules", "build_pipeline", "default_pipeline", "fingerprint"]

@@ -6,7 +6,9 @@ shape arithmetic into constants, which TensorRT builds faster and better.
 
 Refuses (PassError) a shape whose rank differs from the input's, or that
 contradicts a dimension that is already static: the model could not run
-with it. Names that are not inputs are refused too.
+with it. Names that are not inputs are refused too. Acts once per run: the
+shapes are in the model's original layout, and ``layout_io`` may change
+the interface after it.
 """
 from __future__ import annotations
 
@@ -19,6 +21,9 @@ class FreezeInputShapes(Pass):
     name = "freeze_input_shapes"
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
+        if ctx.state.get(self.name):
+            return PassResult(changed=False)
+        ctx.state[self.name] = True
         inputs = {t.name: t for t in graph.inputs}
         unknown = sorted(set(ctx.input_shapes) - set(inputs))
         if unknown:

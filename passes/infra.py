@@ -47,6 +47,7 @@ class PassContext:
     rules: tuple = ()  # user rules (passes.rules.Rule) from --rules FILE.py
     inputs_as_nchw: tuple[str, ...] = ()  # graph inputs to present as NCHW (layout_io)
     outputs_as_nchw: tuple[str, ...] = ()
+    state: dict = field(default_factory=dict)  # per-run memory of passes that must act once (layout_io)
 
 
 class Pass:

@@ -1,0 +1,182 @@
+"""layout_io and eliminate_transposes: structure, exact numerics vs onnxruntime, onnx.checker, idempotence."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+import pytest
+from onnx import TensorProto, helper
+
+from passes import EliminateTransposes, InferShapes, LayoutIO, PassContext, PassError, PassManager, default_pipeline
+from tests.conftest import ort_run
+
+NCHW = (2, 3, 4, 5)
+TO_NHWC, TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
+RNG = np.random.default_rng(0)
+
+
+def _model(nodes, inputs, outputs, inits=(), opset=17):
+    g = helper.make_graph(nodes, "t", inputs, outputs, initializer=list(inits))
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    return m
+
+
+def _vi(name, shape, dtype=TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, dtype, shape)
+
+
+def _c(name, arr):
+    return onnx.numpy_helper.from_array(np.asarray(arr), name)
+
+
+def _t(inp, out, perm, name=None):
+    return helper.make_node("Transpose", [inp], [out], perm=perm, name=name or out)
+
+
+# Each case: (model, expected Transposes after the pass). All are x (NCHW) → NHWC work → back to NCHW.
+def _cancel_pair():
+    return _model([_t("x", "a", TO_NHWC), _t("a", "y", TO_NCHW)], [_vi("x", NCHW)], [_vi("y", NCHW)]), 0
+
+
+def _merge_pair():
+    return _model([_t("x", "a", TO_NHWC), _t("a", "y", [0, 2, 1, 3])], [_vi("x", NCHW)], [_vi("y", (2, 5, 4, 3))]), 1
+
+
+def _unary_and_broadcast_const():
+    bias = RNG.normal(size=(3,)).astype(np.float32)  # per channel, on the NHWC last axis
+    nodes = [_t("x", "a", TO_NHWC), helper.make_node("Relu", ["a"], ["b"], name="relu"),
+             helper.make_node("Add", ["b", "bias"], ["c"], name="add"),
+             helper.make_node("Mul", ["c", "half"], ["d"], name="mul"), _t("d", "y", TO_NCHW)]
+    return _model(nodes, [_vi("x", NCHW)], [_vi("y", NCHW)],
+                  [_c("bias", bias), _c("half", np.float32(0.5))]), 0
+
+
+def _binary_of_two_transposes():
+    nodes = [_t("x", "a", TO_NHWC), _t("z", "b", TO_NHWC), helper.make_node("Sub", ["a", "b"], ["c"], name="sub"),
+             _t("c", "y", TO_NCHW)]
+    return _model(nodes, [_vi("x", NCHW), _vi("z", NCHW)], [_vi("y", NCHW)]), 0
+
+
+def _concat():
+    nodes = [_t("x", "a", TO_NHWC), _t("z", "b", TO_NHWC), helper.make_node("Concat", ["a", "b"], ["c"], axis=3),
+             _t("c", "y", TO_NCHW)]
+    return _model(nodes, [_vi("x", NCHW), _vi("z", NCHW)], [_vi("y", (2, 6, 4, 5))]), 0
+
+
+def _reduce_drop_axes():
+    nodes = [_t("x", "a", TO_NHWC), helper.make_node("ReduceMean", ["a"], ["y"], axes=[1, 2], keepdims=0)]
+    return _model(nodes, [_vi("x", NCHW)], [_vi("y", (2, 3))], opset=17), 0
+
+
+def _reduce_keepdims_input_axes():
+    nodes = [_t("x", "a", TO_NHWC), helper.make_node("ReduceSum", ["a", "axes"], ["b"], keepdims=1),
+             _t("b", "y", TO_NCHW)]
+    return _model(nodes, [_vi("x", NCHW)], [_vi("y", (2, 1, 4, 1))], [_c("axes", np.array([2, 3], np.int64))]), 0
+
+
+def _pad_softmax_slice():
+    nodes = [_t("x", "a", TO_NHWC),
+             helper.make_node("Pad", ["a", "pads", "zero"], ["b"], mode="constant"),
+             helper.make_node("Softmax", ["b"], ["c"], axis=-1),
+             helper.make_node("Slice", ["c", "st", "en", "ax"], ["d"]), _t("d", "y", TO_NCHW)]
+    inits = [_c("pads", np.array([0, 1, 0, 0, 0, 2, 1, 0], np.int64)), _c("zero", np.float32(0)),
+             _c("st", np.array([1], np.int64)), _c("en", np.array([5], np.int64)), _c("ax", np.array([1], np.int64))]
+    return _model(nodes, [_vi("x", NCHW)], [_vi("y", (2, 3, 4, 6))], inits), 0
+
+
+def _resize():
+    nodes = [_t("x", "a", TO_NHWC), helper.make_node("Resize", ["a", "", "scales"], ["b"], mode="nearest"),
+             _t("b", "y", TO_NCHW)]
+    return _model(nodes, [_vi("x", NCHW)], [_vi("y", (2, 3, 8, 10))],
+                  [_c("scales", np.array([1, 2, 2, 1], np.float32))]), 0
+
+
+def _split():
+    nodes = [_t("x", "a", TO_NHWC), helper.make_node("Split", ["a", "sizes"], ["b", "c"], axis=1),
+             _t("b", "y1", TO_NCHW), _t("c", "y2", TO_NCHW)]
+    return _model(nodes, [_vi("x", NCHW)], [_vi("y1", (2, 3, 1, 5)), _vi("y2", (2, 3, 3, 5))],
+                  [_c("sizes", np.array([1, 3], np.int64))]), 0
+
+
+def _fold_constant():
+    w = RNG.normal(size=(2, 4, 5, 3)).astype(np.float32)
+    nodes = [_t("w", "wt", TO_NCHW), helper.make_node("Add", ["x", "wt"], ["y"])]
+    return _model(nodes, [_vi("x", NCHW)], [_vi("y", NCHW)], [_c("w", w)]), 0
+
+
+CASES = {f.__name__.strip("_"): f for f in (_cancel_pair, _merge_pair, _unary_and_broadcast_const,
+                                            _binary_of_two_transposes, _concat, _reduce_drop_axes,
+                                            _reduce_keepdims_input_axes, _pad_softmax_slice, _resize, _split,
+                                            _fold_constant)}
+
+
+def _feed(model):
+    return {i.name: RNG.normal(size=[d.dim_value for d in i.type.tensor_type.shape.dim]).astype(np.float32)
+            for i in model.graph.input}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_eliminate_transposes_cases(case):
+    model, expected = CASES[case]()
+    graph = gs.import_onnx(model)
+    result = EliminateTransposes().run(graph, PassContext())
+    out = gs.export_onnx(graph)
+    ops = [n.op_type for n in out.graph.node]
+    assert result.changed
+    assert ops.count("Transpose") == expected, ops  # (x → T → T⁻¹ → y keeps an Identity: y is an output)
+    assert result.stats["transposes_after"] == expected
+    onnx.checker.check_model(out, full_check=True)
+    feed = _feed(model)
+    want, got = ort_run(model, feed), ort_run(out, feed)
+    for name in want:  # only data moved: bit-identical
+        np.testing.assert_array_equal(got[name], want[name])
+    assert not EliminateTransposes().run(graph, PassContext()).changed
+
+
+def test_eliminate_transposes_leaves_what_it_must():
+    """A Transpose feeding a graph output stays; one with two consumers is not duplicated."""
+    nodes = [_t("x", "a", TO_NHWC), helper.make_node("Relu", ["a"], ["r"]), helper.make_node("Neg", ["a"], ["n"])]
+    model = _model(nodes, [_vi("x", NCHW)], [_vi("a", (2, 4, 5, 3)), _vi("r", (2, 4, 5, 3)),
+                                              _vi("n", (2, 4, 5, 3))])
+    graph = gs.import_onnx(model)
+    assert not EliminateTransposes().run(graph, PassContext()).changed
+
+
+def test_layout_io_inputs_and_outputs_as_nchw():
+    nodes = [helper.make_node("Relu", ["x"], ["y"], name="relu")]
+    model = _model(nodes, [_vi("x", (2, 4, 5, 3))], [_vi("y", (2, 4, 5, 3))])
+    ctx = PassContext(inputs_as_nchw=("x",), outputs_as_nchw=("y",))
+    manager = PassManager([LayoutIO(), InferShapes(), EliminateTransposes()])
+    out = manager.run(model, ctx)
+    onnx.checker.check_model(out, full_check=True)
+    dims = [[d.dim_value for d in v.type.tensor_type.shape.dim] for v in (out.graph.input[0], out.graph.output[0])]
+    assert dims == [[2, 3, 4, 5], [2, 3, 4, 5]]
+    assert [n.op_type for n in out.graph.node] == ["Relu"]  # both compensating Transposes cancelled
+    x = RNG.normal(size=(2, 4, 5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(ort_run(out, {"x": x.transpose(TO_NCHW)})["y"],
+                                  np.maximum(x, 0).transpose(TO_NCHW))
+    assert ctx.state["interface_perms"] == {"inputs": {"x": TO_NCHW}, "outputs": {"y": TO_NCHW}}
+    assert not any(r.changed for r in manager.records if r.iteration > 1)  # acts once per run
+
+
+@pytest.mark.parametrize("ctx, match", [(PassContext(inputs_as_nchw=("nope",)), "not a graph input"),
+                                        (PassContext(outputs_as_nchw=("v",)), "rank is 2")])
+def test_layout_io_refuses_with_reason(ctx, match):
+    nodes = [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Reshape", ["y", "two"], ["v"])]
+    model = _model(nodes, [_vi("x", (2, 4, 5, 3))], [_vi("y", (2, 4, 5, 3)), _vi("v", (2, 60))],
+                   [_c("two", np.array([2, -1], np.int64))])
+    with pytest.raises(PassError, match=match):
+        LayoutIO().run(gs.import_onnx(model), ctx)
+
+
+def test_default_pipeline_makes_keras_cnn_transpose_free(exported):
+    """The issue's goal: an NHWC CNN with its input made NCHW ends with zero Transposes."""
+    model = onnx.load(str(exported["cnn_nhwc"]))
+    assert sum(n.op_type == "Transpose" for n in model.graph.node) >= 1
+    out = PassManager(default_pipeline()).run(model, PassContext({"image": (2, 32, 32, 3)}, inputs_as_nchw=("image",)))
+    assert sum(n.op_type == "Transpose" for n in out.graph.node) == 0
+    x = RNG.uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(ort_run(out, {"image": x.transpose(TO_NCHW)})["output_0"],
+                               ort_run(model, {"image": x})["output_0"], rtol=0, atol=1e-6)
