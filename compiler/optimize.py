@@ -9,7 +9,7 @@ from . import interface
 from .artifacts import OnnxArtifact, atomic_output
 from .config import OptimizeConfig
 from .errors import ConfigError, OptimizeError
-from .onnxutil import io_specs
+from .onnxutil import io_specs, load
 
 
 def _quiet_graphsurgeon() -> None:
@@ -38,7 +38,7 @@ def optimize(onnx_path: Path, out: Path, cfg: OptimizeConfig = OptimizeConfig(),
         pipeline = build_pipeline(cfg.passes, cfg.skip_passes)
     except PassError as e:
         raise ConfigError(str(e), "list passes with `python -m compiler optimize --list-passes`") from None
-    model = onnx.load(str(onnx_path))
+    model = load(Path(onnx_path))
     ctx = PassContext(input_shapes=dict(cfg.input_shapes), rules=tuple(_user_rules(cfg.rules_file)),
                       inputs_as_nchw=cfg.inputs_as_nchw, outputs_as_nchw=cfg.outputs_as_nchw)
 
@@ -83,7 +83,7 @@ def cut(onnx_path: Path, out: Path, cfg: OptimizeConfig) -> tuple[OnnxArtifact, 
     from passes import FreezeInputShapes, InferShapes, PassContext, PassError
 
     _quiet_graphsurgeon()
-    model = onnx.load(str(onnx_path))
+    model = load(Path(onnx_path))
     graph = gs.import_onnx(model)
     ctx = PassContext(input_shapes=dict(cfg.input_shapes))
     try:
