@@ -120,8 +120,24 @@ def check_trt(model: Path, cfg: CompileConfig = CompileConfig(), trt_major: int 
         info = inspect_model(source, cfg.export)
         onnx_path = source if info.format == "onnx" else export_model(source, tmp / "model.onnx", cfg.export,
                                                                         info).path
-        optimized, _ = optimize_model(onnx_path, tmp / "model.opt.onnx", cfg.optimize)
-        return check_model(load(optimized.path), trt_major), parser_verdict(optimized.path)
+        optimized, records = optimize_model(onnx_path, tmp / "model.opt.onnx", cfg.optimize)
+        return explain_refusals(check_model(load(optimized.path), trt_major), records), \
+            parser_verdict(optimized.path)
+
+
+def explain_refusals(trt, records):
+    """Put the reason a rewrite rule refused a node beside that node's finding: the fix it would have made
+    and why it could not. ``records`` are the pass records of the run that produced the checked graph."""
+    from dataclasses import replace
+
+    refused = {}
+    for r in records:
+        for item in r.stats.get("refused", []) if isinstance(r.stats, dict) else []:
+            refused.setdefault(item["node"], item)
+    trt.findings = [replace(f, fix=f"rule '{refused[f.node]['rule']}' would rewrite it but refused: "
+                                   f"{refused[f.node]['reason']}; otherwise: {f.fix}")
+                    if f.node in refused else f for f in trt.findings]
+    return trt
 
 
 def _runner_for(path: Path, label: str, info: ModelInfo, loaded, tag: str):
@@ -341,7 +357,7 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
         report.passes = [r.to_json() for r in records]
         optimized_model = load(optimized.path)
         report.set_graph("optimized", op_histogram(optimized_model))
-        trt = check_model(optimized_model)
+        trt = explain_refusals(check_model(optimized_model), records)
         report.trt_check = trt.to_json()
         if not trt.supported:
             if backend == "tensorrt":

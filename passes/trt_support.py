@@ -41,10 +41,14 @@ _RESIZE_NEAREST = {"floor", "ceil", "round_prefer_floor", "round_prefer_ceil"}
 
 # What to do about an unsupported op, where there is something better than cutting it out.
 FIXES = {
-    "Resize": "use a supported mode; tf_crop_and_resize over whole-image boxes is half_pixel resize",
-    "TopK": f"split the TopK into chunks of at most {TOPK_MAX} and merge the partial results",
-    "ScatterND": "scatter without reduction: gather the current values, reduce them with the updates, then "
-                 "ScatterND(reduction='none')",
+    "Resize": "use a supported mode: tf_crop_and_resize over the whole image is align_corners and "
+              "half_pixel_symmetric with integral sizes is half_pixel; rewrite_tensorrt (resize_supported) "
+              "does both and turns cubic/antialias on static shapes into interpolation MatMuls",
+    "TopK": f"take it in rounds of at most {TOPK_MAX}, masking what earlier rounds picked; rewrite_tensorrt "
+            "(topk_split) does this when K is constant and the axis static",
+    "ScatterND": "gather the current values, reduce them with the updates, then ScatterND(reduction='none'); "
+                 "rewrite_tensorrt (scatternd_reduction) does this for constant indices, and add with a one-hot "
+                 "MatMul otherwise",
     "MaxPool": "use dilation 1 and do not consume the Indices output",
 }
 DEFAULT_FIX = ("keep it out of the TensorRT graph (--cut-inputs/--cut-outputs, run it before or after the "

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build the tiny, seeded SavedModels under fixtures/ and their golden outputs.
 
-    python scripts/make_fixtures.py [--out fixtures]
+    python scripts/make_fixtures.py [--out fixtures] [--only NAME,...]
 
 Weights come from fixed seeds, so a rebuild gives the same numbers; the
 SavedModel files themselves carry fresh object ids and fingerprints. Each
@@ -100,16 +100,260 @@ def unsafe_io(out: Path):
     return None, None
 
 
-FIXTURES = {"cnn_nhwc": cnn_nhwc, "multi_io": multi_io, "unsupported_op": unsupported_op, "unsafe_io": unsafe_io}
+# --- Fixtures that exercise the TensorRT rewrites: each hits one restriction of TensorRT's ONNX parser. ---
+
+
+def _save(module: tf.Module, out: Path) -> None:
+    tf.saved_model.save(module, str(out), signatures={"serving_default": module.serve})
+
+
+class TopKLarge(tf.Module):
+    """top_k with K = 4000, above TensorRT's TopK limit of 3840."""
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 5000], tf.float32, name="x")])
+    def serve(self, x):
+        values, indices = tf.math.top_k(x, k=4000)
+        return {"values": values, "indices": indices}
+
+
+def topk_large(out: Path):
+    _save(TopKLarge(), out)
+    # A permutation of distinct values: no ties, so the order of the indices is unambiguous.
+    rng = np.random.default_rng(10)
+    feed = {"x": (rng.permutation(5000).astype(np.float32) / 5000.0 - 0.5)[None, :]}
+    return feed, "serving_default"
+
+
+class Einsums(tf.Module):
+    """Attention-style contractions that stay ONNX Einsum after tf2onnx.
+
+    tf2onnx 1.17's einsum_optimizer decomposes every equation it can into
+    Transpose/Reshape/MatMul, but it cannot parse '...'; on that error it rolls
+    back its whole rewrite of the graph, so the ellipsis equation here keeps all
+    four Einsum nodes (without it none survives). 'bhqk,kd->bhqd' with a constant
+    is left out: tf2onnx's Einsum converter itself turns '...ik,kj->...ij' with a
+    constant second operand into MatMul.
+    """
+
+    def __init__(self):
+        super().__init__()
+        rng = np.random.default_rng(11)
+        self.w = tf.Variable(rng.normal(0, 0.5, (3, 8)).astype(np.float32), name="w")
+
+    @tf.function(input_signature=[tf.TensorSpec([2, 3, 4, 8], tf.float32, name="q"),
+                                  tf.TensorSpec([2, 3, 6, 8], tf.float32, name="k")])
+    def serve(self, q, k):
+        scores = tf.einsum("bhqd,bhkd->bhqk", q, k)
+        context = tf.einsum("...qk,...kd->...qd", tf.nn.softmax(scores), k)
+        return {"scores": scores, "context": context,
+                "head_proj": tf.einsum("bhqd,hd->bhq", q, self.w),  # one weight row per head
+                "swapped": tf.einsum("abcd->acbd", q)}
+
+
+def einsum(out: Path):
+    _save(Einsums(), out)
+    rng = np.random.default_rng(12)
+    feed = {"q": rng.normal(0, 1, (2, 3, 4, 8)).astype(np.float32),
+            "k": rng.normal(0, 1, (2, 3, 6, 8)).astype(np.float32)}
+    return feed, "serving_default"
+
+
+class Uint8Image(tf.Module):
+    """uint8 data movement (channel reverse, crop) before the cast to float32, and a uint8 output."""
+
+    def __init__(self):
+        super().__init__()
+        rng = np.random.default_rng(13)
+        self.kernel = tf.Variable(rng.normal(0, 0.3, (3, 3, 3, 8)).astype(np.float32), name="kernel")
+        self.bias = tf.Variable(rng.normal(0, 0.1, (8,)).astype(np.float32), name="bias")
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.uint8, name="image")])
+    def serve(self, image):
+        bgr = tf.reverse(image, axis=[-1])
+        crop = bgr[:, 2:30, 2:30, :]
+        x = tf.cast(crop, tf.float32) * (1.0 / 255.0)
+        features = tf.nn.relu(tf.nn.conv2d(x, self.kernel, strides=1, padding="SAME") + self.bias)
+        return {"features": features, "bgr": bgr}
+
+
+def uint8_image(out: Path):
+    _save(Uint8Image(), out)
+    rng = np.random.default_rng(14)
+    feed = {"image": rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)}
+    return feed, "serving_default"
+
+
+class DepthToSpace(tf.Module):
+    """Conv → depth_to_space(2) → Conv → space_to_depth(2), NHWC."""
+
+    def __init__(self):
+        super().__init__()
+        rng = np.random.default_rng(15)
+        self.k1 = tf.Variable(rng.normal(0, 0.3, (3, 3, 4, 16)).astype(np.float32), name="k1")
+        self.k2 = tf.Variable(rng.normal(0, 0.3, (3, 3, 4, 4)).astype(np.float32), name="k2")
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 4], tf.float32, name="x")])
+    def serve(self, x):
+        h = tf.nn.conv2d(x, self.k1, strides=1, padding="SAME")     # [N, 8, 8, 16]
+        h = tf.nn.depth_to_space(h, 2)                                # [N, 16, 16, 4]
+        h = tf.nn.conv2d(h, self.k2, strides=1, padding="SAME")     # [N, 16, 16, 4]
+        return {"y": tf.nn.space_to_depth(h, 2)}                      # [N, 8, 8, 16]
+
+
+def depth_to_space(out: Path):
+    _save(DepthToSpace(), out)
+    rng = np.random.default_rng(16)
+    return {"x": rng.normal(0, 1, (2, 8, 8, 4)).astype(np.float32)}, "serving_default"
+
+
+def _boxes(rng, n: int) -> np.ndarray:
+    """Valid [y1, x1, y2, x2] boxes inside the unit square, of varied sizes so that some overlap."""
+    centre = rng.uniform(0.1, 0.9, (n, 2))
+    size = rng.uniform(0.05, 0.4, (n, 2))
+    return np.clip(np.concatenate([centre - size / 2, centre + size / 2], axis=-1), 0.0, 1.0).astype(np.float32)
+
+
+class CombinedNMS(tf.Module):
+    """tf.image.combined_non_max_suppression: per-class NMS then a global top-k, padded outputs."""
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 64, 1, 4], tf.float32, name="boxes"),
+                                  tf.TensorSpec([1, 64, 3], tf.float32, name="scores")])
+    def serve(self, boxes, scores):
+        nmsed_boxes, nmsed_scores, nmsed_classes, valid = tf.image.combined_non_max_suppression(
+            boxes, scores, max_output_size_per_class=8, max_total_size=16, iou_threshold=0.5, score_threshold=0.1)
+        return {"nmsed_boxes": nmsed_boxes, "nmsed_scores": nmsed_scores, "nmsed_classes": nmsed_classes,
+                "valid_detections": valid}
+
+
+def combined_nms(out: Path):
+    _save(CombinedNMS(), out)
+    rng = np.random.default_rng(17)
+    # Distinct scores (a shuffled grid) keep the selection order free of ties.
+    scores = rng.permutation(64 * 3).astype(np.float32).reshape(1, 64, 3) / (64 * 3)
+    return {"boxes": _boxes(rng, 64).reshape(1, 64, 1, 4), "scores": scores}, "serving_default"
+
+
+class NMS(tf.Module):
+    """tf.image.non_max_suppression (NonMaxSuppressionV3): selected indices, unpadded (data-dependent length)."""
+
+    @tf.function(input_signature=[tf.TensorSpec([64, 4], tf.float32, name="boxes"),
+                                  tf.TensorSpec([64], tf.float32, name="scores")])
+    def serve(self, boxes, scores):
+        return {"selected_indices": tf.image.non_max_suppression(boxes, scores, max_output_size=10,
+                                                                 iou_threshold=0.5)}
+
+
+def nms(out: Path):
+    _save(NMS(), out)
+    rng = np.random.default_rng(18)
+    scores = rng.permutation(64).astype(np.float32) / 64
+    return {"boxes": _boxes(rng, 64), "scores": scores}, "serving_default"
+
+
+class ResizeModes(tf.Module):
+    """One output per resize flavour TensorRT's Resize treats differently.
+
+    Bicubic upsamples by exactly 2: TensorFlow's ResizeBicubic looks its Keys
+    weights up in a 1024-entry table, which is exact only for dyadic sample
+    offsets. At 16→24 the offsets are thirds and TensorFlow differs from ONNX's
+    exact cubic (onnxruntime and the ONNX reference agree) by up to ~1e-3.
+    tf.image.resize(..., antialias=True) is not here: it lowers to
+    ScaleAndTranslate, which tf2onnx 1.17 cannot convert, so the export would fail.
+    """
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 16, 16, 3], tf.float32, name="image")])
+    def serve(self, image):
+        return {
+            "bicubic": tf.image.resize(image, [32, 32], method="bicubic"),
+            "bilinear_align_corners": tf.compat.v1.image.resize_bilinear(image, [32, 32], align_corners=True),
+            "crop_and_resize": tf.image.crop_and_resize(image, [[0.0, 0.0, 1.0, 1.0]], [0], [16, 16]),
+        }
+
+
+def resize_modes(out: Path):
+    _save(ResizeModes(), out)
+    rng = np.random.default_rng(19)
+    return {"image": rng.uniform(0, 1, (1, 16, 16, 3)).astype(np.float32)}, "serving_default"
+
+
+class ScatterND(tf.Module):
+    """Scatter with reduction (add with a duplicate index, max), which TensorRT's ScatterND rejects."""
+
+    @tf.function(input_signature=[tf.TensorSpec([8, 4], tf.float32, name="data"),
+                                  tf.TensorSpec([3, 4], tf.float32, name="updates")])
+    def serve(self, data, updates):
+        add = tf.tensor_scatter_nd_add(data, tf.constant([[1], [5], [1]]), updates)
+        mx = tf.tensor_scatter_nd_max(data, tf.constant([[0], [2], [7]]), updates)
+        return {"scatter_add": add, "scatter_max": mx}
+
+
+def scatter_nd(out: Path):
+    _save(ScatterND(), out)
+    rng = np.random.default_rng(20)
+    return {"data": rng.normal(0, 1, (8, 4)).astype(np.float32),
+            "updates": rng.normal(0, 1, (3, 4)).astype(np.float32)}, "serving_default"
+
+
+class ControlFlow(tf.Module):
+    """A tf.cond on the batch size and a tf.while_loop with a fixed trip count of 3."""
+
+    @tf.function(input_signature=[tf.TensorSpec([2, 4], tf.float32, name="x")])
+    def serve(self, x):
+        branched = tf.cond(tf.shape(x)[0] > 1, lambda: x * 2.0, lambda: x - 1.0)
+        _, looped = tf.while_loop(lambda i, v: i < 3, lambda i, v: (i + 1, v * 0.5 + 1.0), (tf.constant(0), x))
+        return {"branched": branched, "looped": looped}
+
+
+def control_flow(out: Path):
+    _save(ControlFlow(), out)
+    rng = np.random.default_rng(21)
+    return {"x": rng.normal(0, 1, (2, 4)).astype(np.float32)}, "serving_default"
+
+
+class Dtypes(tf.Module):
+    """float64 math, an int64 cumsum and an int64-indexed gather: dtypes TensorRT lacks or restricts."""
+
+    def __init__(self):
+        super().__init__()
+        rng = np.random.default_rng(22)
+        self.w = tf.Variable(rng.normal(0, 0.5, (4, 3)), dtype=tf.float64, name="w")
+        self.table = tf.Variable(rng.normal(0, 1, (16, 5)).astype(np.float32), name="table")
+
+    @tf.function(input_signature=[tf.TensorSpec([2, 4], tf.float64, name="x"),
+                                  tf.TensorSpec([2, 6], tf.int64, name="ids")])
+    def serve(self, x, ids):
+        return {"y": tf.nn.tanh(tf.matmul(x, self.w)),
+                "csum": tf.math.cumsum(ids, axis=1),
+                "emb": tf.reduce_sum(tf.gather(self.table, ids), axis=1)}
+
+
+def dtypes(out: Path):
+    _save(Dtypes(), out)
+    rng = np.random.default_rng(23)
+    # ids within [0, 8], the range validation draws integers from.
+    return {"x": rng.normal(0, 1, (2, 4)), "ids": rng.integers(0, 9, (2, 6), dtype=np.int64)}, "serving_default"
+
+
+FIXTURES = {"cnn_nhwc": cnn_nhwc, "multi_io": multi_io, "unsupported_op": unsupported_op, "unsafe_io": unsafe_io,
+            "topk_large": topk_large, "einsum": einsum, "uint8_image": uint8_image, "depth_to_space": depth_to_space,
+            "combined_nms": combined_nms, "nms": nms, "resize_modes": resize_modes, "scatter_nd": scatter_nd,
+            "control_flow": control_flow, "dtypes": dtypes}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "fixtures")
+    ap.add_argument("--only", metavar="NAME,...", help="build only these fixtures (default: all); "
+                    f"one of: {', '.join(FIXTURES)}")
     args = ap.parse_args()
+    names = list(FIXTURES) if args.only is None else [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in FIXTURES]
+    if unknown or not names:
+        ap.error(f"--only: unknown fixture(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(FIXTURES)}")
     golden = args.out / "golden"
     golden.mkdir(parents=True, exist_ok=True)
-    for name, make in FIXTURES.items():
+    for name in names:
+        make = FIXTURES[name]
         target = args.out / name
         shutil.rmtree(target, ignore_errors=True)
         feed, signature = make(target)

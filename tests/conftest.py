@@ -17,6 +17,17 @@ GOLDEN = FIXTURES / "golden"
 COMPILABLE = {
     "cnn_nhwc": [],
     "multi_io": ["--input-shapes", "x:2x5x8,scale:2x1"],
+    # Fixtures that each hit a restriction of TensorRT's ONNX parser (fixtures/README.md says which).
+    "topk_large": [],
+    "einsum": [],
+    "uint8_image": [],
+    "depth_to_space": [],
+    "combined_nms": [],
+    "nms": [],
+    "resize_modes": [],
+    "scatter_nd": [],
+    "control_flow": [],
+    "dtypes": [],
 }
 
 
@@ -36,13 +47,24 @@ def run_cli(capsys, *args) -> tuple[int, str, str]:
     return code, out, err
 
 
+class _Exported(dict):
+    """fixture name -> its ONNX export, made on first use and kept for the session."""
+
+    def __init__(self, directory: Path):
+        super().__init__()
+        self.directory = directory
+
+    def __missing__(self, name: str) -> Path:
+        from compiler.api import export_model
+
+        self[name] = export_model(FIXTURES / name, self.directory / f"{name}.onnx").path
+        return self[name]
+
+
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory) -> dict[str, Path]:
-    """Each compilable fixture exported once to ONNX with the real tf2onnx."""
-    from compiler.api import export_model
-
-    d = tmp_path_factory.mktemp("exported")
-    return {name: export_model(FIXTURES / name, d / f"{name}.onnx").path for name in COMPILABLE}
+    """Each compilable fixture exported to ONNX with the real tf2onnx, once, when a test first asks for it."""
+    return _Exported(tmp_path_factory.mktemp("exported"))
 
 
 def ort_run(model: onnx.ModelProto | Path, feed: dict) -> dict:

@@ -40,7 +40,8 @@ def test_cli_compile_every_fixture(tmp_path, capsys, name):
     # The engine reproduces TensorFlow's recorded outputs.
     assert detect_format(out) == ORT_FORMAT
     ins, outs = golden(name)
-    got = load(out).infer(ins)
+    runner = load(out)  # float64 inputs become float32 (TensorRT has no DOUBLE): feed what the engine takes
+    got = runner.infer({t.name: ins[t.name].astype(t.dtype) for t in runner.inputs})
     for k, v in outs.items():
         np.testing.assert_allclose(got[k], v, atol=1e-5, rtol=1e-4)
 
