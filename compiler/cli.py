@@ -106,6 +106,7 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("optimize", help="run the pass pipeline over an ONNX file")
     p.add_argument("model", type=Path, nargs="?"), p.add_argument("out", type=Path, nargs="?")
     p.add_argument("--list-passes", action="store_true", help="print the default pipeline and exit")
+    p.add_argument("--list-rules", action="store_true", help="print the TensorRT rewrite catalogue and exit")
     _optimize_flags(p), _validate_flags(p), _common(p)
 
     p = sub.add_parser("build", help="ONNX → engine with a backend")
@@ -262,7 +263,14 @@ def cmd_optimize(a) -> int:
 
     if a.list_passes:
         for p in build_pipeline():
-            print(f"{p.name}: {(sys.modules[type(p).__module__].__doc__ or '').strip().splitlines()[0]}")
+            doc = (sys.modules[type(p).__module__].__doc__ or "").strip().splitlines()[0]
+            print(f"{p.name}: {doc.removeprefix(p.name + ': ')}")
+        return 0
+    if a.list_rules:
+        from passes.rules.catalogue import CATALOGUE
+
+        for rule in CATALOGUE:
+            print(f"{rule.name} ({rule.op or 'any op'}): {rule.summary}")
         return 0
     if a.model is None or a.out is None:
         raise ConfigError("optimize needs MODEL.onnx and OUT.onnx", "python -m compiler optimize in.onnx out.onnx")

@@ -6,8 +6,9 @@ transcribed from onnx-tensorrt's operators.md for TensorRT 10.15):
 
 - the op is listed and supported;
 - the node's data type (its first input's, else its first output's) is one
-  the table lists for that op; DOUBLE is never one (TensorRT has no float64);
-  UINT8 only where a network input is cast (TensorRT allows UINT8 at IO only);
+  the table lists for that op; DOUBLE is never one, on any input or output
+  (TensorRT has no float64); UINT8 only in a Cast that reads a network input
+  or writes a network output (TensorRT allows UINT8 at IO only);
 - attribute restrictions the table states: Resize modes (no
   tf_crop_and_resize, half_pixel_symmetric, cubic, antialias), TopK with
   constant K ≤ 3840 and sorted=1, ScatterND without reduction, MaxPool 2D/3D
@@ -160,12 +161,12 @@ def check_model(model: onnx.ModelProto, trt_major: int = 10) -> TrtCheck:
     except Exception:  # dtypes stay unknown where inference fails; ops and attributes are still checked
         pass
     result = TrtCheck()
-    io_names = {v.name for v in model.graph.input} | {v.name for v in model.graph.output}
+    io_names = ({v.name for v in model.graph.input}, {v.name for v in model.graph.output})
     _check_graph(model.graph, table, result, "main graph", io_names, {}, {})
     return result
 
 
-def _check_graph(graph, table, result: TrtCheck, where: str, io_names: set[str], outer_types: dict,
+def _check_graph(graph, table, result: TrtCheck, where: str, io_names: tuple[set, set], outer_types: dict,
                  outer_consts: dict) -> None:
     types = dict(outer_types)
     for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
@@ -204,9 +205,12 @@ def _check_node(node, table, types, consts, used, io_names) -> tuple[str, str] |
         return (f"{known} the parser's support table", FIXES.get(node.op_type, DEFAULT_FIX))
     data = node.input[0] if node.input and node.input[0] else (node.output[0] if node.output else None)
     dtype = _DTYPE_NAMES.get(types.get(data)) if data else None
-    if dtype == "DOUBLE":
+    if onnx.TensorProto.DOUBLE in [types.get(t) for t in (*node.input, *node.output) if t]:
         return ("float64 data: TensorRT has no DOUBLE", "cast to float32 at the graph boundary")
-    if dtype == "UINT8" and not (node.op_type == "Cast" and data in io_names):
+    inputs, outputs = io_names
+    u8_in = {t for t in node.input if t and types.get(t) == onnx.TensorProto.UINT8}
+    u8_out = {t for t in node.output if t and types.get(t) == onnx.TensorProto.UINT8}
+    if (u8_in or u8_out) and not (node.op_type == "Cast" and u8_in <= inputs and u8_out <= outputs):
         return ("UINT8 inside the network: TensorRT allows UINT8 only at network inputs and outputs",
                 "cast the uint8 input to float32 (or int32) right after the input")
     if dtype is not None and support.dtypes and dtype not in support.dtypes:

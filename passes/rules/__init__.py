@@ -39,7 +39,8 @@ class Rule:
         """None: rewrite this node. A string: why this rule cannot (recorded as a refusal)."""
         return None
 
-    def apply(self, node: gs.Node, graph: gs.Graph) -> None:  # pragma: no cover - abstract
+    def apply(self, node: gs.Node, graph: gs.Graph) -> dict | None:  # pragma: no cover - abstract
+        """Rewrite; may return facts for the pass stats (e.g. which graph IO changed dtype)."""
         raise NotImplementedError
 
     @property
@@ -66,6 +67,10 @@ class Builder:
             if name not in self._taken:
                 self._taken.add(name)
                 return name
+
+    def var(self, stem: str, dtype=None, shape=None) -> gs.Variable:
+        """A new, uniquely named tensor (for outputs you wire yourself)."""
+        return gs.Variable(self._name(stem), dtype=dtype, shape=shape)
 
     def const(self, values, dtype=None) -> gs.Constant:
         return gs.Constant(self._name("const"), np.asarray(values, dtype=dtype))
@@ -130,6 +135,7 @@ def apply_rules(graph: gs.Graph, rules: list[Rule]) -> dict:
     """
     applied: dict[str, list[str]] = {}
     refused: list[dict] = []
+    notes: dict[str, list] = {}
     for g in [graph, *graph.subgraphs(recursive=True)]:
         for node in list(g.nodes):
             for rule in rules:
@@ -143,11 +149,13 @@ def apply_rules(graph: gs.Graph, rules: list[Rule]) -> dict:
                 if reason:
                     refused.append({"rule": rule.name, "node": node.name, "reason": reason})
                     continue
-                rule.apply(node, g)
+                note = rule.apply(node, g)
                 applied.setdefault(rule.name, []).append(node.name)
+                if note:
+                    notes.setdefault(rule.name, []).append(note)
     if applied:
         graph.cleanup(remove_unused_graph_inputs=False).toposort()
-    return {"applied": applied, "refused": refused}
+    return {"applied": applied, "refused": refused, **({"notes": notes} if notes else {})}
 
 
 class RuleFileError(Exception):
