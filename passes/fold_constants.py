@@ -18,6 +18,10 @@ class FoldConstants(Pass):
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         before = structure(graph)
+        for sub in graph.subgraphs(recursive=True):
+            # Subgraphs carry no IR version of their own; graphsurgeon would export them at its newest,
+            # which onnxruntime refuses, and nothing inside Loop/If bodies would fold.
+            sub.ir_version = sub.ir_version or graph.ir_version
         graph.fold_constants(fold_shapes=True, flatten_subgraphs=True)
         graph.cleanup(remove_unused_graph_inputs=False)
         after = structure(graph)

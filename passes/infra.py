@@ -153,7 +153,9 @@ class PassManager:
         self._dumped += 1
 
     def run(self, model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
-        graph = gs.import_onnx(model)
+        source = onnx.ModelProto()
+        source.CopyFrom(model)  # graphsurgeon may write renamed initializers back into the proto it imports
+        graph = gs.import_onnx(source)
         self._dump(graph, model, "input")
         for iteration in range(1, self.max_iterations + 1):
             round_changed = False

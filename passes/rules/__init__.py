@@ -60,6 +60,10 @@ class Builder:
         self._taken = set(graph.tensors()) | {n.name for n in graph.nodes}
         self._n = 0
 
+    def name(self, stem: str) -> str:
+        """A fresh name under this rewrite's prefix, for nodes and tensors you build yourself."""
+        return self._name(stem)
+
     def _name(self, stem: str) -> str:
         while True:
             name = f"{self.prefix}/{stem}_{self._n}"

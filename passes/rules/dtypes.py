@@ -1,9 +1,12 @@
-"""Data-type rules: what TensorRT's parser cannot hold (UINT8 inside the network, DOUBLE, INT64 in some ops).
+"""Data-type rules: what TensorRT's parser cannot hold (UINT8 inside the network, DOUBLE, integer CumSum).
 
 TensorRT takes UINT8 only at network inputs and outputs (through a Cast),
-has no DOUBLE at all, and runs some ops on INT32 but not INT64 (the dtypes
-column of ``data/tensorrt_onnx_ops_10.15.csv``). The rules read dtypes off the
-graph, so ``infer_shapes`` must have run (the default pipeline runs it first).
+has no DOUBLE at all, and runs CumSum on floats only (the dtypes column of
+``data/tensorrt_onnx_ops_10.15.csv``). INT64 is otherwise supported wherever
+INT32 is in the 10.15 table (the one exception, TensorScatter, is opset 24,
+which tf2onnx never emits), so there is no general INT64→INT32 rule. The rules
+read dtypes off the graph, so ``infer_shapes`` must have run (the default
+pipeline runs it first).
 """
 from __future__ import annotations
 
@@ -14,7 +17,6 @@ import onnx
 import onnx_graphsurgeon as gs
 from onnx import TensorProto
 
-from ..trt_support import load_table
 from . import Builder, Rule, constant_value, replace_output
 
 UINT8, INT32, INT64, FLOAT, DOUBLE = (TensorProto.UINT8, TensorProto.INT32, TensorProto.INT64, TensorProto.FLOAT,
@@ -358,75 +360,3 @@ class CumSumIntegerScan(Rule):
         if y is x:
             y = b.op("Identity", [x], dtype=x.dtype, shape=x.shape)
         replace_output(graph, node.outputs[0], y)
-
-
-class Int64Unsupported(Rule):
-    """INT64 data into an op TensorRT runs on INT32 but not INT64 → Cast to INT32 around it.
-
-    Rewrite: ``op(x:i64, …) → Cast(op(Cast(x, INT32), …), INT64)``, on the
-    inputs and outputs the ONNX schema binds to the type of input 0 (the data;
-    index inputs of a fixed type are left alone). Constant inputs become int32
-    constants. Exact when the values fit int32: checked for constants (one
-    that does not fit is refused), assumed for run-time data (a wider value
-    would wrap; it cannot be known before the engine runs).
-
-    Refuses when TensorRT's table for the op lists no INT32 (no integer type to
-    run it in exactly), when the schema fixes input 0 to int64 or does not
-    allow int32, or when a constant input holds values outside int32's range.
-    """
-
-    name = "int64_unsupported"
-
-    def __init__(self, table=None):
-        self._table = table
-
-    @property
-    def table(self):
-        return self._table if self._table is not None else load_table()
-
-    def wants(self, node, graph):
-        support = self.table.get(node.op)
-        return ((node.domain or "") in ("", "ai.onnx") and support is not None and support.supported
-                and "INT64" not in support.dtypes and bool(node.inputs) and elem_type(node.inputs[0]) == INT64)
-
-    def _data(self, node, graph) -> tuple[list[int], list[int]] | str:
-        types = _type_strs(node, graph)
-        if types is None:
-            return f"{node.op} has no ONNX schema at opset {graph.opset}"
-        ins, outs = types
-        param = ins[0]
-        schema = onnx.defs.get_schema(node.op, graph.opset, node.domain or "")
-        allowed = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}.get(param)
-        if allowed is None or "tensor(int32)" not in allowed:
-            return f"the ONNX schema of {node.op} does not allow int32 for its input 0"
-        return ([i for i, t in enumerate(node.inputs) if ins[i] == param and t.name],
-                [i for i, t in enumerate(node.outputs) if outs[i] == param and t.name])
-
-    def check(self, node, graph):
-        dtypes = self.table[node.op].dtypes
-        if "INT32" not in dtypes:
-            return (f"TensorRT's {node.op} takes {', '.join(sorted(dtypes))} only: no integer type to run INT64 "
-                    f"data in exactly (float32 holds integers exactly only below 2^24)")
-        data = self._data(node, graph)
-        if isinstance(data, str):
-            return data
-        info = np.iinfo(np.int32)
-        for i in data[0]:
-            v = constant_value(node.inputs[i])
-            if v is not None and np.size(v) and (np.min(v) < info.min or np.max(v) > info.max):
-                return (f"constant '{node.inputs[i].name}' holds values outside int32's range "
-                        f"({np.min(v)}..{np.max(v)}): as int32 they would change")
-        return None
-
-    def apply(self, node, graph):
-        ins, outs = self._data(node, graph)
-        b = Builder(graph, node, self.name)
-        for i in ins:
-            t, v = node.inputs[i], constant_value(node.inputs[i])
-            node.inputs[i] = (b.const(np.asarray(v).astype(np.int32)) if v is not None
-                              else b.op("Cast", [t], {"to": INT32}, dtype=np.int32, shape=t.shape))
-        for i in outs:
-            wide = node.outputs[i]
-            narrow = gs.Variable(f"{b.prefix}/int32_{i}", dtype=np.int32, shape=wide.shape)
-            node.outputs[i] = narrow
-            b.op("Cast", [narrow], {"to": INT64}, outputs=[wide])

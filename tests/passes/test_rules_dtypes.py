@@ -11,8 +11,8 @@ from onnx import TensorProto, helper
 import passes
 from passes import InferShapes, PassContext, fingerprint
 from passes.rewrite_tensorrt import RewriteTensorRT
-from passes.rules.dtypes import CumSumIntegerScan, Float64ToFloat32, Int64Unsupported, Uint8InputRegion
-from passes.trt_support import OpSupport, check_model, load_table
+from passes.rules.dtypes import CumSumIntegerScan, Float64ToFloat32, Uint8InputRegion
+from passes.trt_support import check_model
 from tests.conftest import ort_run
 
 U8, I32, I64, F, F16, D = (TensorProto.UINT8, TensorProto.INT32, TensorProto.INT64, TensorProto.FLOAT,
@@ -321,71 +321,6 @@ def test_cumsum_integer_scan_refuses_with_reason(model, reason):
     _, result, _ = _rewrite(model, [CumSumIntegerScan()])
     assert not result.changed
     assert result.stats["refused"] == [{"rule": "cumsum_integer_scan", "node": "cumsum", "reason": reason}]
-
-
-# --- int64_unsupported -------------------------------------------------------------------------------------------
-
-def _table_without_int64(*ops):
-    """The real table, except that ``ops`` take FP32 and INT32 only (onnxruntime runs them, so numerics are real)."""
-    table = dict(load_table())
-    table.update({op: OpSupport(True, frozenset({"FP32", "INT32"}), "") for op in ops})
-    return table
-
-
-def test_int64_unsupported_casts_data_to_int32_and_back():
-    """Max(x, 5) and TopK(x, K): data and the constant become int32; K (fixed int64) and Indices stay int64."""
-    nodes = [helper.make_node("Max", ["x", "five"], ["m"], name="max"),
-             helper.make_node("TopK", ["m", "k"], ["v", "ix"], name="topk", axis=1)]
-    model = _model(nodes, [_vi("x", I64, (3, 6))], [_vi("m", I64, (3, 6)), _vi("v", I64, (3, 2)),
-                                                    _vi("ix", I64, (3, 2))],
-                   [_c("five", 5, np.int64), _c("k", [2], np.int64)])
-    rule = Int64Unsupported(_table_without_int64("Max", "TopK"))
-    graph, result, out = _rewrite(model, [rule])
-    assert result.stats["applied"] == {"int64_unsupported": ["max", "topk"]}
-    types = _elem_types(out)
-    node = {n.name: n for n in out.graph.node}
-    assert [types[i] for i in node["max"].input] == [I32, I32]
-    assert [types[i] for i in node["topk"].input] == [I32, I64]  # K is int64 by the ONNX spec
-    assert [types[o] for o in node["topk"].output] == [I32, I64]  # Indices are int64 by the ONNX spec
-    assert [(o.name, o.type.tensor_type.elem_type) for o in out.graph.output] == [("m", I64), ("v", I64),
-                                                                                   ("ix", I64)]
-    onnx.checker.check_model(out, full_check=True)
-    feed = {"x": RNG.integers(-1000, 1000, (3, 6)).astype(np.int64)}
-    want, got = ort_run(model, feed), ort_run(out, feed)
-    for name in want:
-        assert got[name].dtype == np.int64
-        np.testing.assert_array_equal(got[name], want[name])
-    _unchanged_on_second_run(graph, [rule])
-
-
-def test_int64_unsupported_with_the_real_table():
-    """TensorScatter (opset 24) is the op TensorRT 10.15 runs on INT32 but not INT64; write_indices stays int64.
-    onnxruntime 1.23 stops at opset 23, so this one is structure, checker and check-trt only."""
-    n = helper.make_node("TensorScatter", ["cache", "update", "pos"], ["out"], name="scatter")
-    model = _model([n], [_vi("cache", I64, (1, 8, 4)), _vi("update", I64, (1, 2, 4)), _vi("pos", I64, (1,))],
-                   [_vi("out", I64, (1, 8, 4))], opset=24)
-    assert [f.node for f in _trt_findings(model)] == ["scatter"]
-    graph, result, out = _rewrite(model, [Int64Unsupported()])
-    types, node = _elem_types(out), {n.name: n for n in out.graph.node}
-    assert [types[i] for i in node["scatter"].input] == [I32, I32, I64]
-    assert out.graph.output[0].name == "out" and types["out"] == I64
-    onnx.checker.check_model(out, full_check=True)
-    assert _trt_findings(out) == []
-    _unchanged_on_second_run(graph, [Int64Unsupported()])
-
-
-def test_int64_unsupported_refuses_with_reason():
-    big = _model([helper.make_node("Max", ["x", "c"], ["y"], name="max")], [_vi("x", I64, (2,))],
-                 [_vi("y", I64, (2,))], [_c("c", [1, 2 ** 40], np.int64)])
-    _, result, _ = _rewrite(big, [Int64Unsupported(_table_without_int64("Max"))])
-    assert not result.changed and result.stats["refused"] == [{
-        "rule": "int64_unsupported", "node": "max",
-        "reason": "constant 'c' holds values outside int32's range (1..1099511627776): as int32 they would change"}]
-    matmul = _model([helper.make_node("MatMul", ["x", "x"], ["y"], name="mm")], [_vi("x", I64, (2, 2))],
-                    [_vi("y", I64, (2, 2))])
-    _, result, _ = _rewrite(matmul, [Int64Unsupported()])
-    assert result.stats["refused"][0]["reason"].startswith(
-        "TensorRT's MatMul takes BF16, FP16, FP32 only: no integer type to run INT64 data in exactly")
 
 
 # --- the catalogue in the default pipeline, on what tf2onnx really emits -----------------------------------------
