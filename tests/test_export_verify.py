@@ -37,3 +37,27 @@ def test_model_onnxruntime_cannot_load_is_one_clear_line():
                                           r"with input type\(s\) int16") as e:
         _verify(_model(node, in_type=TensorProto.INT16), [])
     assert "\n" not in str(e.value) and "ONNXRuntimeError" not in str(e.value)
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("sigma, refused", [(0.0, False), (0.5, True)])
+def test_soft_nms_is_refused_not_silently_made_hard(tmp_path, sigma, refused):
+    """tf2onnx 1.17 exports soft-NMS as hard NMS without a word; the export stage must refuse it."""
+    import tensorflow as tf
+
+    from compiler.api import export_model
+
+    class Nms(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([16, 4], tf.float32), tf.TensorSpec([16], tf.float32)])
+        def serve(self, boxes, scores):
+            idx, out_scores = tf.image.non_max_suppression_with_scores(boxes, scores, 8, soft_nms_sigma=sigma)
+            return {"selected": idx, "selected_scores": out_scores}
+
+    m = Nms()
+    tf.saved_model.save(m, str(tmp_path / "nms"), signatures={"serving_default": m.serve})
+    if not refused:
+        export_model(tmp_path / "nms", tmp_path / "nms.onnx")
+        return
+    with pytest.raises(ExportError, match="soft-NMS \\(soft_nms_sigma 0.5\\).*hard NMS"):
+        export_model(tmp_path / "nms", tmp_path / "nms.onnx")
+    assert not (tmp_path / "nms.onnx").exists()

@@ -94,6 +94,7 @@ def _tf2onnx_convert(model_dir: Path, signature: str, cfg: ExportConfig) -> onnx
                                   "check that TensorFlow can load it: tf.saved_model.load(dir); "
                                   "re-run with --debug for the traceback") from e
             graph_def = inline_function_calls(graph_def, inputs, outputs)
+            _refuse_known_miscompiles(graph_def)
             try:
                 with tf.device("/cpu:0"):
                     model, _ = convert._convert_common(
@@ -111,6 +112,28 @@ def _tf2onnx_convert(model_dir: Path, signature: str, cfg: ExportConfig) -> onnx
         tf_logger.propagate = old_propagate
     _verify(model, collector.messages)
     return model
+
+
+def _refuse_known_miscompiles(graph_def) -> None:
+    """Patterns tf2onnx 1.17 converts without error into something that computes different numbers.
+
+    Soft-NMS: NonMaxSuppressionV5 with ``soft_nms_sigma`` > 0 decays overlapping
+    scores instead of dropping the boxes; tf2onnx emits plain (hard) ONNX NMS.
+    """
+    from tensorflow import make_ndarray
+
+    consts = {n.name: n for n in graph_def.node if n.op == "Const"}
+    for node in graph_def.node:
+        if node.op != "NonMaxSuppressionV5" or len(node.input) < 6:
+            continue
+        src = consts.get(node.input[5].split(":")[0].lstrip("^"))
+        sigma = None if src is None else float(make_ndarray(src.attr["value"].tensor))
+        if sigma is None or sigma != 0.0:
+            what = "computed at run time" if sigma is None else f"{sigma:g}"
+            raise ExportError(f"node '{node.name}' is soft-NMS (soft_nms_sigma {what}); tf2onnx exports it as hard "
+                              "NMS, which selects different boxes and scores",
+                              "use soft_nms_sigma=0, or keep NMS out of the engine with --cut-outputs and run it "
+                              "in TensorFlow")
 
 
 def _first_line(e: BaseException) -> str:
