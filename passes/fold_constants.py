@@ -13,6 +13,12 @@ import onnx_graphsurgeon as gs
 from .infra import Pass, PassContext, PassResult, structure
 
 
+# Ops whose values are sequences or optionals: a constant can only hold a tensor, and graphsurgeon
+# would treat onnxruntime's list result as an array.
+NON_TENSOR_OPS = frozenset({"SequenceEmpty", "SequenceConstruct", "SequenceInsert", "SequenceErase",
+                            "SplitToSequence", "SequenceMap", "Optional"})
+
+
 class FoldConstants(Pass):
     name = "fold_constants"
 
@@ -22,7 +28,8 @@ class FoldConstants(Pass):
             # Subgraphs carry no IR version of their own; graphsurgeon would export them at its newest,
             # which onnxruntime refuses, and nothing inside Loop/If bodies would fold.
             sub.ir_version = sub.ir_version or graph.ir_version
-        graph.fold_constants(fold_shapes=True, flatten_subgraphs=True)
+        graph.fold_constants(fold_shapes=True, flatten_subgraphs=True,
+                             should_exclude_node=lambda n: n.op in NON_TENSOR_OPS)
         graph.cleanup(remove_unused_graph_inputs=False)
         after = structure(graph)
         folded = sum(len(n) for n, _ in before) - sum(len(n) for n, _ in after)

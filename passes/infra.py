@@ -20,6 +20,10 @@ import onnx_graphsurgeon as gs
 
 Shape = tuple[int, ...]
 
+# IR version 3 requires every initializer to be listed as a graph input; onnx-graphsurgeon lists none, and
+# shape inference then cannot see the weights folding made. Version 4 only drops that rule.
+MIN_IR_VERSION = 4
+
 
 class PassError(Exception):
     """A pass could not do its job; the message names the pass and the reason."""
@@ -139,7 +143,7 @@ class PassManager:
 
     def _export(self, graph: gs.Graph, template: onnx.ModelProto) -> onnx.ModelProto:
         model = gs.export_onnx(graph, do_type_check=False)
-        model.ir_version = template.ir_version
+        model.ir_version = max(template.ir_version, MIN_IR_VERSION)
         model.producer_name = template.producer_name
         model.producer_version = template.producer_version
         return model
@@ -156,6 +160,8 @@ class PassManager:
         source = onnx.ModelProto()
         source.CopyFrom(model)  # graphsurgeon may write renamed initializers back into the proto it imports
         graph = gs.import_onnx(source)
+        if graph.ir_version is not None and graph.ir_version < MIN_IR_VERSION:
+            graph.ir_version = MIN_IR_VERSION
         self._dump(graph, model, "input")
         for iteration in range(1, self.max_iterations + 1):
             round_changed = False
