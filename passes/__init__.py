@@ -7,6 +7,7 @@ from __future__ import annotations
 from .cleanup_toposort import CleanupToposort
 from .fold_constants import FoldConstants
 from .freeze_input_shapes import FreezeInputShapes
+from .fuse_into_conv import FuseIntoConv
 from .infer_shapes import InferShapes
 from .eliminate_transposes import EliminateTransposes
 from .layout_io import LayoutIO
@@ -16,7 +17,7 @@ from .infra import Pass, PassBug, PassContext, PassError, PassManager, PassRecor
 
 ALL_PASSES: dict[str, type[Pass]] = {
     cls.name: cls for cls in (FreezeInputShapes, LayoutIO, InferShapes, FoldConstants, UserRules,
-                             RewriteTensorRT, EliminateTransposes, CleanupToposort)
+                             RewriteTensorRT, EliminateTransposes, FuseIntoConv, CleanupToposort)
 }
 
 
@@ -42,6 +43,9 @@ def default_pipeline() -> list[Pass]:
         # After the rewrites (which may add Transposes of their own) and layout_io: cancel, merge, fold
         # and push Transposes until they meet.
         EliminateTransposes(),
+        # Once Transposes are out of the way, a Conv meets its BatchNormalization (Mul, Add) and
+        # ZeroPadding (Pad) directly: fold them into its weights, bias and pads.
+        FuseIntoConv(),
         # Last: drop what folding left dangling and sort, as TensorRT's parser needs.
         CleanupToposort(),
     ]
@@ -57,5 +61,6 @@ def build_pipeline(names: tuple[str, ...] | None = None, skip: tuple[str, ...] =
 
 
 __all__ = ["ALL_PASSES", "CleanupToposort", "EliminateTransposes", "FoldConstants", "FreezeInputShapes",
-           "InferShapes", "LayoutIO", "Pass", "PassBug", "PassContext", "PassError", "PassManager", "PassRecord",
-           "PassResult", "RewriteTensorRT", "UserRules", "build_pipeline", "default_pipeline", "fingerprint"]
+           "FuseIntoConv", "InferShapes", "LayoutIO", "Pass", "PassBug", "PassContext", "PassError", "PassManager",
+           "PassRecord", "PassResult", "RewriteTensorRT", "UserRules", "build_pipeline", "default_pipeline",
+           "fingerprint"]
