@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from .infra import Pass, PassContext, PassResult
+from .infra import Pass, PassContext, PassResult, UniqueNames
 
 UNARY = {"Relu", "LeakyRelu", "Elu", "Selu", "Celu", "Gelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Softplus",
          "Softsign", "Abs", "Neg", "Exp", "Log", "Sqrt", "Reciprocal", "Floor", "Ceil", "Round", "Sign", "Erf", "Not",
@@ -62,20 +62,6 @@ def _const(t: gs.Tensor):
     return None
 
 
-class _Names:
-    def __init__(self, graph: gs.Graph):
-        self.taken = set(graph.tensors()) | {n.name for n in graph.nodes}
-        self.n = 0
-
-    def __call__(self, stem: str) -> str:
-        while True:
-            name = f"{stem}/eliminate_transposes_{self.n}"
-            self.n += 1
-            if name not in self.taken:
-                self.taken.add(name)
-                return name
-
-
 def _axis(a: int, rank: int) -> int:
     return a + rank if a < 0 else a
 
@@ -89,7 +75,10 @@ class EliminateTransposes(Pass):
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         self.opset = graph.opset
         stats = {"removed_identity": 0, "merged": 0, "folded": 0, "pushed": 0}
-        names = _Names(graph)
+        unique = UniqueNames(graph)
+
+        def names(stem: str) -> str:
+            return unique(f"{stem}/{self.name}")
         transposes_before = sum(n.op == "Transpose" for n in graph.nodes)
         for _ in range(self.max_rounds):
             progress = False

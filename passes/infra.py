@@ -121,6 +121,22 @@ def structure(graph: gs.Graph) -> tuple:
     return tuple((tuple(id(n) for n in g.nodes), frozenset(g.tensors())) for g in graphs)
 
 
+class UniqueNames:
+    """Fresh node/tensor names for a graph: ``names("a/b")`` → ``"a/b_<n>"``, never one already in use."""
+
+    def __init__(self, graph: gs.Graph):
+        self.taken = set(graph.tensors()) | {n.name for n in graph.nodes}
+        self.n = 0
+
+    def __call__(self, base: str) -> str:
+        while True:
+            name = f"{base}_{self.n}"
+            self.n += 1
+            if name not in self.taken:
+                self.taken.add(name)
+                return name
+
+
 def op_counts(graph: gs.Graph) -> Counter:
     return Counter(n.op for n in graph.nodes)
 

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from ..infra import UniqueNames
+
 
 class Rule:
     """Subclass, set ``name`` and ``op``, implement ``apply`` (and ``wants``/``check`` where needed)."""
@@ -57,20 +59,14 @@ class Builder:
 
     def __init__(self, graph: gs.Graph, anchor: gs.Node, rule: str):
         self.graph, self.prefix = graph, f"{anchor.name or anchor.op}/{rule}"
-        self._taken = set(graph.tensors()) | {n.name for n in graph.nodes}
-        self._n = 0
+        self._names = UniqueNames(graph)
 
     def name(self, stem: str) -> str:
         """A fresh name under this rewrite's prefix, for nodes and tensors you build yourself."""
         return self._name(stem)
 
     def _name(self, stem: str) -> str:
-        while True:
-            name = f"{self.prefix}/{stem}_{self._n}"
-            self._n += 1
-            if name not in self._taken:
-                self._taken.add(name)
-                return name
+        return self._names(f"{self.prefix}/{stem}")
 
     def var(self, stem: str, dtype=None, shape=None) -> gs.Variable:
         """A new, uniquely named tensor (for outputs you wire yourself)."""
