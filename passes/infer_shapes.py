@@ -30,12 +30,38 @@ def _more_specific(new, old) -> bool:
     return gained
 
 
+# Constants at least this big are weights, not shape arithmetic: inference needs their type and shape only.
+LARGE = 4096
+
+
+def _without_weights(graph: gs.Graph) -> onnx.ModelProto:
+    """The graph as a model whose large main-graph constants are typed inputs without data.
+
+    Inference reads values only to propagate shapes, which never come from weights, so
+    exporting hundreds of MiB of them (VGG's 550 MiB, every round) would be pure cost.
+    """
+    large = [t for t in graph.tensors().values()
+             if isinstance(t, gs.Constant) and t.values.size >= LARGE and not t.inputs]
+    saved = [(t, t.values) for t in large]
+    inputs = list(graph.inputs)
+    try:
+        for t, values in saved:
+            t.to_variable(dtype=values.dtype, shape=list(values.shape))
+            t.type = "tensor_type"  # to_variable leaves it unset, and the exporter reads it
+        graph.inputs = inputs + large
+        return gs.export_onnx(graph, do_type_check=False)
+    finally:
+        graph.inputs = inputs
+        for t, values in saved:
+            t.to_constant(values)
+            t.__dict__.pop("type", None)
+
+
 class InferShapes(Pass):
     name = "infer_shapes"
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
-        model = gs.export_onnx(graph, do_type_check=False)
-        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(_without_weights(graph), data_prop=True)
         infos = {vi.name: vi for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
         updated = 0
         for name, t in graph.tensors().items():
