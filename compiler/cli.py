@@ -231,11 +231,12 @@ def _list_tensors(model: Path, as_json: bool) -> int:
                           f"export it first: python -m compiler export {model} model.onnx")
     rows = tensor_table(load(Path(model)))
     if as_json:
-        print(json.dumps(rows, indent=2))
+        unknown = {"dtype": None, "shape": None}
+        print(json.dumps([{"name": name, "producer": producer, **(spec.to_json() if spec else unknown)}
+                          for name, producer, spec in rows], indent=2))
     else:
-        for r in rows:
-            shape = "[" + ", ".join("?" if d is None else str(d) for d in r["shape"]) + "]" if r["shape"] else "?"
-            print(f"  {r['name']}: {r['dtype'] or '?'} {shape}  ← {r['producer']}")
+        for name, producer, spec in rows:
+            print(f"  {name}: {f'{spec.dtype} {spec.shape_text()}' if spec else '? ?'}  ← {producer}")
     return 0
 
 

@@ -17,14 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from passes.eliminate_transposes import inverse
+
 KEY = "tf2trt.interface"
-
-
-def _inverse(p):
-    q = [0] * len(p)
-    for i, v in enumerate(p):
-        q[v] = i
-    return q
 
 
 @dataclass(frozen=True)
@@ -61,7 +56,7 @@ class Interface:
         for name, value in outputs.items():
             change = self.outputs.get(name, {})
             if "perm" in change:
-                value = np.ascontiguousarray(np.transpose(value, _inverse(change["perm"])))
+                value = np.ascontiguousarray(np.transpose(value, inverse(change["perm"])))
             if "from_dtype" in change:
                 value = np.asarray(value).astype(change["from_dtype"])
             out[name] = value
@@ -72,7 +67,7 @@ class Interface:
         change = (self.inputs if is_input else self.outputs).get(name, {})
         if "perm" not in change or shape is None:
             return shape
-        return tuple(shape[i] for i in _inverse(change["perm"]))
+        return tuple(shape[i] for i in inverse(change["perm"]))
 
     def candidate_shape(self, name: str, shape):
         """An input shape in the reference's layout, expressed in the candidate's."""

@@ -34,23 +34,16 @@ def op_histogram(model: onnx.ModelProto) -> dict[str, int]:
                         for n in model.graph.node))
 
 
-def tensor_table(model: onnx.ModelProto) -> list[dict]:
-    """Every tensor of the main graph with the node producing it, and its inferred dtype and shape."""
+def tensor_table(model: onnx.ModelProto) -> list[tuple[str, str, TensorSpec | None]]:
+    """Every tensor of the main graph: (name, what produces it, its inferred spec or None)."""
     try:
         model = onnx.shape_inference.infer_shapes(model, data_prop=True)
     except Exception:  # still list names where inference fails
         pass
     infos = {v.name: _value_spec(v) for v in [*model.graph.input, *model.graph.value_info, *model.graph.output]}
     inits = {i.name for i in model.graph.initializer}
-    rows = [{"name": v.name, "producer": "graph input", "dtype": infos[v.name].dtype,
-             "shape": [d if isinstance(d, int) and d >= 0 else None for d in infos[v.name].shape]}
-            for v in model.graph.input if v.name not in inits]
-    for n in model.graph.node:
-        for out in n.output:
-            spec = infos.get(out)
-            rows.append({"name": out, "producer": f"{n.op_type} '{n.name}'", "dtype": spec.dtype if spec else None,
-                         "shape": None if spec is None else [d if isinstance(d, int) and d >= 0 else None
-                                                             for d in spec.shape]})
+    rows = [(v.name, "graph input", infos[v.name]) for v in model.graph.input if v.name not in inits]
+    rows += [(out, f"{n.op_type} '{n.name}'", infos.get(out)) for n in model.graph.node for out in n.output]
     return rows
 
 

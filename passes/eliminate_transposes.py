@@ -27,7 +27,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from .infra import Pass, PassContext, PassResult, UniqueNames
+from .infra import Pass, PassContext, PassResult, UniqueNames, reconnect
+from .rules import constant_value as _const
 
 UNARY = {"Relu", "LeakyRelu", "Elu", "Selu", "Celu", "Gelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Softplus",
          "Softsign", "Abs", "Neg", "Exp", "Log", "Sqrt", "Reciprocal", "Floor", "Ceil", "Round", "Sign", "Erf", "Not",
@@ -52,14 +53,6 @@ def _perm(node: gs.Node, rank: int | None):
     if perm is None:
         return None if rank is None else list(range(rank))[::-1]
     return [int(v) for v in perm]
-
-
-def _const(t: gs.Tensor):
-    if isinstance(t, gs.Constant):
-        return t.values
-    if len(t.inputs) == 1 and t.inputs[0].op == "Constant" and isinstance(t.inputs[0].attrs.get("value"), gs.Constant):
-        return t.inputs[0].attrs["value"].values
-    return None
 
 
 def _axis(a: int, rank: int) -> int:
@@ -126,7 +119,7 @@ class EliminateTransposes(Pass):
         values = _const(x)
         if values is not None and y not in graph.outputs and values.ndim == len(p):
             folded = gs.Constant(names(x.name), np.ascontiguousarray(np.transpose(values, p)))
-            self._bypass(y, folded)
+            reconnect(y.outputs, "inputs", y, folded)
             return "folded"
         if y in graph.outputs or not y.outputs:
             return None
@@ -149,7 +142,7 @@ class EliminateTransposes(Pass):
         """
         y = node.outputs[0]
         if y not in graph.outputs:
-            self._bypass(y, source)
+            reconnect(y.outputs, "inputs", y, source)
             return True
         producer = source.inputs[0] if len(source.inputs) == 1 else None
         if producer is None or source in graph.outputs or source in graph.inputs:
@@ -158,17 +151,10 @@ class EliminateTransposes(Pass):
             node.op, node.attrs = "Identity", {}
             node.inputs[0] = source
             return True
-        self._bypass(source, y)
+        reconnect(source.outputs, "inputs", source, y)
         node.outputs.clear()
         producer.outputs[producer.outputs.index(source)] = y
         return True
-
-    @staticmethod
-    def _bypass(y: gs.Tensor, replacement: gs.Tensor) -> None:
-        for consumer in list(y.outputs):
-            for i, t in enumerate(consumer.inputs):
-                if t is y:
-                    consumer.inputs[i] = replacement
 
     # -- pushing through one consumer ---------------------------------------------------------------
     def _plan(self, c: gs.Node, y, p):

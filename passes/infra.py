@@ -121,6 +121,15 @@ def structure(graph: gs.Graph) -> tuple:
     return tuple((tuple(id(n) for n in g.nodes), frozenset(g.tensors())) for g in graphs)
 
 
+def reconnect(nodes, field: str, old: gs.Tensor, new: gs.Tensor) -> None:
+    """In each of ``nodes``, put ``new`` wherever ``field`` ("inputs" or "outputs") holds ``old``."""
+    for node in list(nodes):
+        slots = getattr(node, field)
+        for i, t in enumerate(list(slots)):
+            if t is old:
+                slots[i] = new
+
+
 class UniqueNames:
     """Fresh node/tensor names for a graph: ``names("a/b")`` → ``"a/b_<n>"``, never one already in use."""
 

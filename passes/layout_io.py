@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 
-from .infra import Pass, PassContext, PassError, PassResult
+from .infra import Pass, PassContext, PassError, PassResult, reconnect
 
 
 def to_nchw_perm(rank: int) -> list[int]:
@@ -35,14 +35,6 @@ def _rank(t: gs.Tensor, flag: str) -> int:
     return len(t.shape)
 
 
-def _rewire(nodes, field: str, old: gs.Tensor, new: gs.Tensor) -> None:
-    for node in list(nodes):
-        slots = getattr(node, field)
-        for i, t in enumerate(list(slots)):
-            if t is old:
-                slots[i] = new
-
-
 class LayoutIO(Pass):
     name = "layout_io"
 
@@ -51,41 +43,35 @@ class LayoutIO(Pass):
         # What changed at the interface, for callers who feed the model (validation, runtime):
         # candidate tensor = transpose(original tensor, perm).
         perms = ctx.state.setdefault("interface_perms", {"inputs": {}, "outputs": {}})
-        inputs, outputs = {t.name: t for t in graph.inputs}, {t.name: t for t in graph.outputs}
-        for flag, wanted, available in (("--inputs-as-nchw", ctx.inputs_as_nchw, inputs),
-                                        ("--outputs-as-nchw", ctx.outputs_as_nchw, outputs)):
-            unknown = [n for n in wanted if n not in available]
+        wanted = {"inputs": ctx.inputs_as_nchw, "outputs": ctx.outputs_as_nchw}
+        available = {"inputs": {t.name: t for t in graph.inputs}, "outputs": {t.name: t for t in graph.outputs}}
+        for kind, names in wanted.items():
+            unknown = [n for n in names if n not in available[kind]]
             if unknown:
-                raise PassError(f"{flag} names {', '.join(unknown)}, not a graph {flag[2:-8]} "
-                                f"(available: {', '.join(available)})")
+                raise PassError(f"--{kind}-as-nchw names {', '.join(unknown)}, not a graph {kind[:-1]} "
+                                f"(available: {', '.join(available[kind])})")
         changed = []
-        for name in ctx.inputs_as_nchw:
-            if ("in", name) in done:
-                continue
-            x = inputs[name]
-            r = _rank(x, "--inputs-as-nchw")
-            inner = gs.Variable(f"{name}/nhwc", dtype=x.dtype, shape=list(x.shape))
-            _rewire(x.outputs, "inputs", x, inner)
-            graph.nodes.append(gs.Node("Transpose", f"{name}/layout_io", attrs={"perm": to_nhwc_perm(r)},
-                                       inputs=[x], outputs=[inner]))
-            x.shape = [x.shape[i] for i in to_nchw_perm(r)]
-            done.add(("in", name))
-            perms["inputs"][name] = to_nchw_perm(r)
-            changed.append(f"input {name}")
-        for name in ctx.outputs_as_nchw:
-            if ("out", name) in done:
-                continue
-            y = outputs[name]
-            r = _rank(y, "--outputs-as-nchw")
-            inner = gs.Variable(f"{name}/nhwc", dtype=y.dtype, shape=list(y.shape))
-            _rewire(y.inputs, "outputs", y, inner)
-            _rewire(y.outputs, "inputs", y, inner)
-            graph.nodes.append(gs.Node("Transpose", f"{name}/layout_io", attrs={"perm": to_nchw_perm(r)},
-                                       inputs=[inner], outputs=[y]))
-            y.shape = [inner.shape[i] for i in to_nchw_perm(r)]
-            done.add(("out", name))
-            perms["outputs"][name] = to_nchw_perm(r)
-            changed.append(f"output {name}")
+        for kind, names in wanted.items():
+            for name in names:
+                if (kind, name) in done:
+                    continue
+                t = available[kind][name]
+                r = _rank(t, f"--{kind}-as-nchw")
+                # The graph's own nodes keep reading and writing the old layout, as ``inner``.
+                inner = gs.Variable(f"{name}/nhwc", dtype=t.dtype, shape=list(t.shape))
+                reconnect(t.outputs, "inputs", t, inner)
+                if kind == "inputs":
+                    transpose = gs.Node("Transpose", f"{name}/layout_io", attrs={"perm": to_nhwc_perm(r)},
+                                        inputs=[t], outputs=[inner])
+                else:
+                    reconnect(t.inputs, "outputs", t, inner)
+                    transpose = gs.Node("Transpose", f"{name}/layout_io", attrs={"perm": to_nchw_perm(r)},
+                                        inputs=[inner], outputs=[t])
+                graph.nodes.append(transpose)
+                t.shape = [inner.shape[i] for i in to_nchw_perm(r)]
+                done.add((kind, name))
+                perms[kind][name] = to_nchw_perm(r)
+                changed.append(f"{kind[:-1]} {name}")
         if changed:
             graph.toposort()
         return PassResult(changed=bool(changed), stats={"nchw": changed})

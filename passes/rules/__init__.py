@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from ..infra import UniqueNames
+from ..infra import UniqueNames, reconnect
 
 
 class Rule:
@@ -94,10 +94,7 @@ def replace_output(graph: gs.Graph, old: gs.Tensor, new: gs.Tensor) -> None:
     When ``old`` is a graph output, the output keeps its name: ``new`` takes
     over the name and ``old`` is renamed, so the model's interface is unchanged.
     """
-    for consumer in list(old.outputs):
-        for i, t in enumerate(consumer.inputs):
-            if t is old:
-                consumer.inputs[i] = new
+    reconnect(old.outputs, "inputs", old, new)
     for i, t in enumerate(graph.outputs):
         if t is old:
             name = old.name
