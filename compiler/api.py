@@ -203,12 +203,12 @@ def _interface_change(reference: Path, info: ModelInfo, candidate: Path, cand_in
     """How the candidate's interface differs from the reference's (see compiler/interface.py).
 
     An engine carries no ONNX metadata; it has the interface of the ONNX model it was built from, so
-    only an ONNX candidate whose recorded change the reference lacks needs adapting.
+    only an ONNX candidate whose recorded change the reference lacks needs adapting. The changes come
+    from the ModelInfo (read when the ONNX file was inspected), so no file is parsed again here.
     """
-    from .interface import Interface, read
+    from .interface import Interface
 
-    ref = read(reference) if info.format == "onnx" else Interface()
-    cand = read(candidate) if cand_info.format == "onnx" else Interface()
+    ref, cand = Interface.from_json(info.interface), Interface.from_json(cand_info.interface)
     if not cand or cand == ref:
         return Interface()
     if ref:
@@ -233,8 +233,9 @@ def _model_info(path: Path, export_cfg: ExportConfig):
                      outputs=getattr(loaded, "outputs", ()), ops={}), loaded
 
 
-def _onnx_info(art: OnnxArtifact) -> ModelInfo:
-    return ModelInfo(path=art.path, format="onnx", signature=None, inputs=art.inputs, outputs=art.outputs, ops={})
+def _onnx_info(art: OnnxArtifact, interface=None) -> ModelInfo:
+    return ModelInfo(path=art.path, format="onnx", signature=None, inputs=art.inputs, outputs=art.outputs, ops={},
+                     interface=interface.to_json() if interface else {})
 
 
 @contextlib.contextmanager
@@ -351,11 +352,11 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
             check = PassNumericsCheck(before_passes.path, before_passes.inputs, pass_shapes, vcfg,
                                       vcfg.tolerances("onnx→optimized"))
         optimized, records = optimize_model(before_passes.path, workdir / "model.opt.onnx", ocfg, check)
-        change = interface_of(optimized.path)
+        optimized_model = load(optimized.path)
+        change = interface_of(optimized_model)
         report.interface = change.to_json() if change else {}
         report.notices.extend(f"the engine's {line} (feed and read it that way)" for line in change.describe())
         report.passes = [r.to_json() for r in records]
-        optimized_model = load(optimized.path)
         report.set_graph("optimized", op_histogram(optimized_model))
         trt = explain_refusals(check_model(optimized_model), records)
         report.trt_check = trt.to_json()
@@ -386,7 +387,7 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
         else:
             with _stage(report, "validate", observer) as rec:
                 # Specs compile already holds: no seam re-inspects the SavedModel or re-loads an ONNX file.
-                known = {model: info, exported.path: _onnx_info(exported), optimized.path: _onnx_info(optimized),
+                known = {model: info, exported.path: _onnx_info(exported), optimized.path: _onnx_info(optimized, change),
                          before_passes.path: _onnx_info(before_passes)}
                 seams = []
                 if info.format == "saved_model":

@@ -45,6 +45,7 @@ class ModelInfo:
     signatures: dict[str, dict] = field(default_factory=dict)  # all signatures, for listing
     tags: tuple[tuple[str, ...], ...] = ()
     safety: dict | None = None  # SavedModels: the unsafe-op scan's verdict (frontend/scan.py)
+    interface: dict = field(default_factory=dict)  # ONNX: the interface change it records (interface.py)
 
     def to_json(self) -> dict:
         return {

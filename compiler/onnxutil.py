@@ -58,8 +58,10 @@ def load(path: Path) -> onnx.ModelProto:
 def inspect_onnx(path: Path) -> ModelInfo:
     model = load(path)
     inputs, outputs = io_specs(model)
+    from .interface import read
+
     return ModelInfo(path=Path(path), format="onnx", signature=None, inputs=inputs, outputs=outputs,
-                     ops=op_histogram(model))
+                     ops=op_histogram(model), interface=read(model).to_json())
 
 
 def nonstandard_nodes(model: onnx.ModelProto, allowed_domains=()) -> list[onnx.NodeProto]:
