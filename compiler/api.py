@@ -167,13 +167,18 @@ def validate_artifacts(reference: Path, candidate: Path, seam: str, cfg: Validat
     with tempfile.TemporaryDirectory(prefix="tf2trt-keras-") as tmp:
         reference = as_saved_model(Path(reference), Path(tmp) / "reference")
         candidate = as_saved_model(Path(candidate), Path(tmp) / "candidate")
-        return _validate(reference, candidate, seam, cfg, shapes, tolerances, export_cfg, labels)
+        return _validate(reference, candidate, seam, cfg, shapes, tolerances, export_cfg, labels, load_data=True)
 
 
 def _validate(reference: Path, candidate: Path, seam: str, cfg: ValidateConfig, shapes, tolerances, export_cfg,
-              labels, known: dict[Path, ModelInfo] | None = None):
+              labels, known: dict[Path, ModelInfo] | None = None, samples=None, scaled: bool = False,
+              random_count: int = 0, load_data: bool = False):
     """The comparison itself. ``known`` holds specs the caller already has (compile does), so
-    nothing is inspected or loaded twice; only what is missing goes through ``_model_info``."""
+    nothing is inspected or loaded twice; only what is missing goes through ``_model_info``.
+
+    ``samples`` (--data, in the model's own interface) feed the seam where the reference takes those inputs;
+    otherwise ``random_count`` > 0 draws that many seeded random samples (precision seams), else Polygraphy's
+    seeded DataLoader runs ``cfg.iterations`` times."""
     from .validate import compare, merge_specs, resolve_shapes
 
     known = known or {}
@@ -187,6 +192,10 @@ def _validate(reference: Path, candidate: Path, seam: str, cfg: ValidateConfig, 
                         for t in cand_info.inputs)
     inputs = merge_specs(info.inputs, cand_inputs)
     shapes = resolve_shapes(inputs, shapes or {}, cfg.batch)
+    if load_data and cfg.data:  # the `validate` subcommand's --data, in the reference's interface
+        from .data import load_samples
+
+        samples = load_samples(cfg.data, inputs, shapes, what="validation", error=ValidationError, seed=cfg.seed)
     ref_runner = _runner_for(reference, ref_label, info, ref_loaded, export_cfg.tag)
     cand_runner = _runner_for(candidate, cand_label, cand_info, cand_loaded, export_cfg.tag)
     if change:
@@ -196,7 +205,24 @@ def _validate(reference: Path, candidate: Path, seam: str, cfg: ValidateConfig, 
     if ref_runner.name == cand_runner.name:
         cand_runner.name = cand_label + " (candidate)"
     return compare(ref_runner, cand_runner, seam, ref_label, cand_label, inputs, shapes, cfg,
-                   tolerances or cfg.tolerances(seam))
+                   tolerances or cfg.tolerances(seam), _seam_samples(samples, info, inputs, shapes, cfg, random_count),
+                   scaled)
+
+
+def _seam_samples(samples, info: ModelInfo, inputs, shapes, cfg: ValidateConfig, random_count: int):
+    """The samples one seam runs on, in its reference's interface (see ``_validate``), or None."""
+    from dataclasses import replace
+
+    from .data import load_samples
+    from .interface import Interface
+
+    if samples is not None and {t.name for t in info.inputs} == set(samples.feeds[0]):
+        change = Interface.from_json(info.interface)
+        return replace(samples, feeds=tuple(change.feed(f) for f in samples)) if change else samples
+    if random_count:
+        return load_samples(None, inputs, shapes, what="validation", error=ValidationError, seed=cfg.seed,
+                            random_count=max(random_count, cfg.iterations))
+    return None
 
 
 def _interface_change(reference: Path, info: ModelInfo, candidate: Path, cand_info: ModelInfo, seam: str):
@@ -212,9 +238,13 @@ def _interface_change(reference: Path, info: ModelInfo, candidate: Path, cand_in
     if not cand or cand == ref:
         return Interface()
     if ref:
-        raise ValidationError(f"seam {seam}: {candidate.name} and {reference.name} both changed the interface, "
-                              f"differently ({'; '.join(ref.describe())} vs {'; '.join(cand.describe())})",
-                              "validate each against the exported model instead")
+        from .interface import relative
+
+        try:
+            return relative(ref, cand)
+        except ValueError as e:
+            raise ValidationError(f"seam {seam}: {candidate.name} and {reference.name} both changed the interface, "
+                                  f"differently ({e})", "validate each against the exported model instead") from None
     return cand
 
 
@@ -298,6 +328,93 @@ def compile_model(model: Path, out: Path, cfg: CompileConfig = CompileConfig(),
     return report
 
 
+def _lower(optimized: OnnxArtifact, change, pcfg, vcfg: ValidateConfig, user_samples, pipeline_inputs,
+           pass_shapes, engine_shapes, out: Path, precision_out: Path):
+    """Run the precision stage on the float32 ``optimized`` graph: the samples it needs (--auto-mixed: --data or
+    seeded random; int8: --calib-data, else --data, else random), in the optimized graph's interface.
+    Returns (artifact, PrecisionResult, calibration cache path or None)."""
+    from dataclasses import replace
+
+    from .config import PRECISION_SEAM_SAMPLES, precision_seam
+    from .data import load_samples
+    from .errors import PrecisionError
+    from .precision import apply_precision
+
+    def in_engine_layout(samples):
+        return replace(samples, feeds=tuple(change.feed(f) for f in samples)) if change and samples else samples
+
+    samples = calib = None
+    if pcfg.auto_mixed:
+        samples = in_engine_layout(user_samples) if user_samples is not None else load_samples(
+            None, optimized.inputs, engine_shapes, what="validation", seed=vcfg.seed,
+            random_count=max(PRECISION_SEAM_SAMPLES, vcfg.iterations))
+    if pcfg.mode == "int8":
+        if pcfg.calib_data:
+            calib = load_samples(pcfg.calib_data, pipeline_inputs, pass_shapes, what="calibration",
+                                 error=PrecisionError, limit=pcfg.calib_samples, seed=vcfg.seed)
+        elif user_samples is not None:
+            calib = user_samples
+        else:
+            calib = load_samples(None, pipeline_inputs, pass_shapes, what="calibration", error=PrecisionError,
+                                 limit=pcfg.calib_samples, seed=vcfg.seed, random_count=pcfg.random_calib_samples)
+        calib = in_engine_layout(calib)
+    cache = (pcfg.calib_cache or out.with_name(out.name + ".calib.json")) if calib is not None else None
+    art, result = apply_precision(optimized.path, precision_out, pcfg, samples, calib,
+                                  vcfg.tolerances(precision_seam(pcfg.mode), pcfg.mode), cache)
+    return art, result, cache
+
+
+def lower_precision(onnx_path: Path, out: Path, cfg: OptimizeConfig, pcfg, vcfg: ValidateConfig = ValidateConfig(),
+                    check=None):
+    """``optimize --precision``: the pass pipeline, then the precision stage; writes only ``out``.
+
+    Returns (OnnxArtifact, [PassRecord] of the float32 passes, PrecisionResult).
+    """
+    from .data import load_samples
+    from .interface import read as interface_of
+    from .onnxutil import inspect_onnx
+    from .validate import resolve_shapes
+
+    onnx_path, out = Path(onnx_path), Path(out)
+    info = inspect_onnx(onnx_path)
+    shapes = resolve_shapes(info.inputs, cfg.input_shapes, vcfg.batch)
+    inputs = tuple(TensorSpec(t.name, t.dtype, cfg.input_shapes.get(t.name, t.shape)) for t in info.inputs)
+    user = load_samples(vcfg.data, inputs, shapes, what="validation", error=ValidationError, seed=vcfg.seed) \
+        if vcfg.data else None
+    with tempfile.TemporaryDirectory(prefix="tf2trt-opt-") as tmp:
+        optimized, records = optimize_model(onnx_path, Path(tmp) / "model.opt.onnx", cfg, check)
+        change = interface_of(optimized.path)
+        engine_shapes = {k: change.candidate_shape(k, v) for k, v in shapes.items()}
+        art, result, _ = _lower(optimized, change, pcfg, vcfg, user, inputs, shapes, engine_shapes, out, out)
+    return art, records, result
+
+
+def _precision_stage(optimized: OnnxArtifact, change, pcfg, vcfg: ValidateConfig, user_samples, pipeline_inputs,
+                     pass_shapes, engine_shapes, out: Path, workdir: Path, report: Report, rec):
+    """Lower the float32 graph to ``pcfg.mode``; returns (artifact, its interface change) for the build."""
+    from .config import precision_seam
+    from .interface import read as interface_of
+    from .onnxutil import load, op_histogram
+
+    art, result, cache = _lower(optimized, change, pcfg, vcfg, user_samples, pipeline_inputs, pass_shapes,
+                                engine_shapes, out, workdir / f"model.{pcfg.mode}.onnx")
+    lowered = load(art.path)
+    report.precision = result.to_json() | {"tolerances": dict(zip(("atol", "rtol"),
+                                                                   vcfg.tolerances(precision_seam(pcfg.mode),
+                                                                                   pcfg.mode))),
+                                           "atol_scaled_by_peak": True}
+    report.notices.extend(result.notices)
+    report.set_graph(pcfg.mode, op_histogram(lowered))
+    report.intermediates[pcfg.mode] = str(art.path)
+    if cache is not None:
+        report.intermediates["calibration_cache"] = str(cache)
+    kept = len(result.kept_fp32)
+    ops = result.ops
+    rec.note = ", ".join(f"{sum(v.values())} node(s) {k}" for k, v in ops.items()) + \
+        (f"; {kept} kept in fp32" if kept else "")
+    return art, interface_of(lowered)
+
+
 def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, workdir: Path,
                   observer: Observer | None, current: list[str]) -> None:
     from passes.trt_support import check_model
@@ -305,6 +422,7 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
     from .backends import resolve_backend
     from .onnxutil import load, op_histogram
     from .interface import read as interface_of
+    from .config import PRECISION_SEAM_SAMPLES, precision_seam
     from .validate import DEFAULT_FIX, SEAM_FIXES, PassNumericsCheck, quiet_polygraphy, resolve_shapes
 
     quiet_polygraphy()
@@ -372,12 +490,35 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
                                   "(see `python -m compiler check-trt` or the report's trt_check)")
         report.intermediates["optimized"] = str(optimized.path)
 
+    # --data: real samples in the pipeline model's own interface, loaded once and shared by the precision
+    # stage (--auto-mixed, calibration when no --calib-data) and every seam whose reference takes those inputs.
+    pipeline_inputs = tuple(TensorSpec(t.name, t.dtype, ocfg.input_shapes.get(t.name, t.shape))
+                            for t in before_passes.inputs)
+    user_samples = None
+    if vcfg.data:
+        from .data import load_samples
+
+        user_samples = load_samples(vcfg.data, pipeline_inputs, pass_shapes, what="validation",
+                                    error=ValidationError, seed=vcfg.seed)
+
+    engine_source, engine_change, pcfg = optimized, change, cfg.precision
+    engine_shapes = {k: change.candidate_shape(k, v) for k, v in pass_shapes.items()}
+    pseam = precision_seam(pcfg.mode)
+    if pcfg.mode == "fp32":
+        report.stages["precision"].note = "fp32: nothing to lower"
+    else:
+        current[0] = "precision"
+        with _stage(report, "precision", observer) as rec:
+            engine_source, engine_change = _precision_stage(optimized, change, pcfg, vcfg, user_samples,
+                                                            pipeline_inputs, pass_shapes, engine_shapes, out,
+                                                            workdir, report, rec)
+
     # The engine is built into a temporary file beside OUT and renamed into place
     # only after validation passed: a failed run never leaves an engine behind.
     with atomic_output(out, "engine") as tmp_engine:
         current[0] = "build"
         with _stage(report, "build", observer):
-            engine = build_engine(optimized.path, tmp_engine, cfg.build, shapes)
+            engine = build_engine(engine_source.path, tmp_engine, cfg.build, shapes)
             report.engine = {"path": str(out), "backend": engine.backend, "format": engine.format,
                              **engine.summary}
 
@@ -388,19 +529,26 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
             with _stage(report, "validate", observer) as rec:
                 # Specs compile already holds: no seam re-inspects the SavedModel or re-loads an ONNX file.
                 known = {model: info, exported.path: _onnx_info(exported), optimized.path: _onnx_info(optimized, change),
-                         before_passes.path: _onnx_info(before_passes)}
+                         before_passes.path: _onnx_info(before_passes),
+                         engine_source.path: _onnx_info(engine_source, engine_change)}
                 seams = []
                 if info.format == "saved_model":
                     seams.append((model, exported.path, "tf→onnx", ("tensorflow", "exported.onnx"), shapes))
                 label = "cut.onnx" if before_passes is not exported else "exported.onnx"
                 seams.append((before_passes.path, optimized.path, "onnx→optimized", (label, "optimized.onnx"),
                               pass_shapes))
-                engine_shapes = {k: change.candidate_shape(k, v) for k, v in pass_shapes.items()}
-                seams.append((optimized.path, tmp_engine, "optimized→engine", ("optimized.onnx", f"engine ({backend})"),
+                engine_label = "optimized.onnx"
+                if pcfg.mode != "fp32":
+                    engine_label = f"{pcfg.mode}.onnx"
+                    seams.append((optimized.path, engine_source.path, pseam, ("optimized.onnx", engine_label),
+                                  engine_shapes))
+                seams.append((engine_source.path, tmp_engine, "optimized→engine", (engine_label, f"engine ({backend})"),
                               engine_shapes))
                 for ref, cand, seam, labels, seam_shapes in seams:
-                    result = _validate(ref, cand, seam, vcfg, seam_shapes, vcfg.tolerances(seam), cfg.export, labels,
-                                       known)
+                    lowered = pcfg.mode != "fp32" and seam in (pseam, "optimized→engine")
+                    result = _validate(ref, cand, seam, vcfg, seam_shapes, vcfg.tolerances(seam, pcfg.mode),
+                                       cfg.export, labels, known, user_samples, scaled=lowered,
+                                       random_count=PRECISION_SEAM_SAMPLES if seam == pseam else 0)
                     report.validation.append(result)
                     report.notices.extend(f"validation {seam}: {w}" for w in result.warnings)
                 failed = [s for s in report.validation if not s.passed]

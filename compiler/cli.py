@@ -14,8 +14,8 @@ import traceback
 from pathlib import Path
 
 from . import __version__
-from .config import (BACKENDS, BuildConfig, CompileConfig, ExportConfig, OptimizeConfig, ValidateConfig,
-                     parse_names, parse_shapes)
+from .config import (BACKENDS, CALIB_METHODS, PRECISIONS, BuildConfig, CompileConfig, ExportConfig, OptimizeConfig,
+                     PrecisionConfig, ValidateConfig, parse_names, parse_shapes)
 from .errors import EXIT_INTERRUPTED, CompilerError, ConfigError, InternalError
 
 SUBCOMMANDS = ("compile", "inspect", "export", "optimize", "build", "validate", "check-trt")
@@ -57,6 +57,30 @@ def _optimize_flags(p):
                    help="end the graph at these tensors (cut post-processing off)")
 
 
+def _precision_flags(p):
+    g = p.add_argument_group("precision (decided in the ONNX graph; TensorRT builds it strongly typed)")
+    g.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="fp32 (default), fp16 (float16 with a float32 block list) or int8 (Q/DQ, calibrated)")
+    g.add_argument("--fp16-io", action="store_true", help="fp16: float16 graph inputs and outputs (default: float32)")
+    g.add_argument("--keep-fp32", metavar="OP_OR_NODE,...", help="fp16: also keep these op types or nodes in float32")
+    g.add_argument("--auto-mixed", action="store_true",
+                   help="fp16: keep the fewest extra nodes in float32 that make the fp16 graph meet the tolerance")
+    g.add_argument("--int8-skip", metavar="OP_OR_NODE,...", help="int8: leave these op types or nodes unquantized")
+    g.add_argument("--calib-data", metavar="SPEC",
+                   help="int8: calibration samples: a directory of .npy/.npz, an .npz/.npy with a sample axis, or "
+                        "FILE.py:FUNCTION yielding feeds (default: --data, else random, with a warning)")
+    g.add_argument("--calib-method", choices=CALIB_METHODS, default="minmax", help="int8: range calibration method")
+    g.add_argument("--calib-samples", type=int, metavar="N", help="int8: use at most N calibration samples")
+    g.add_argument("--calib-cache", type=Path, metavar="FILE",
+                   help="int8: calibration cache, reused when model and data match (default: OUT.calib.json)")
+
+
+def _precision_cfg(a) -> PrecisionConfig:
+    return PrecisionConfig(mode=a.precision, fp16_io=a.fp16_io, keep_fp32=parse_names(a.keep_fp32),
+                           auto_mixed=a.auto_mixed, int8_skip=parse_names(a.int8_skip), calib_data=a.calib_data,
+                           calib_method=a.calib_method, calib_cache=a.calib_cache, calib_samples=a.calib_samples)
+
+
 def _build_flags(p):
     g = p.add_argument_group("build")
     g.add_argument("--backend", choices=BACKENDS, default="auto",
@@ -71,6 +95,8 @@ def _validate_flags(p):
     g.add_argument("--seed", type=int, default=0, help="seed for the random validation inputs (default: 0)")
     g.add_argument("--val-iterations", type=int, default=1, metavar="N", help="batches of inputs to compare")
     g.add_argument("--batch", type=int, default=1, help="size used for a dynamic batch dimension (default: 1)")
+    g.add_argument("--data", metavar="SPEC",
+                   help="validate on these input samples instead of seeded random ones (same forms as --calib-data)")
 
 
 def _common(p):
@@ -85,7 +111,7 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="the whole pipeline (the default command)")
     p.add_argument("model", type=Path, help="SavedModel directory or .onnx file")
     p.add_argument("out", type=Path, help="engine file to write")
-    _export_flags(p), _optimize_flags(p), _build_flags(p), _validate_flags(p), _common(p)
+    _export_flags(p), _optimize_flags(p), _precision_flags(p), _build_flags(p), _validate_flags(p), _common(p)
     p.add_argument("--no-validate", action="store_true", help="skip numerical validation (not recommended)")
     p.add_argument("--report", type=Path, metavar="FILE", help="JSON report path (default: OUT.report.json)")
     p.add_argument("--keep-intermediates", type=Path, metavar="DIR", help="keep model.onnx and model.opt.onnx")
@@ -107,7 +133,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("model", type=Path, nargs="?"), p.add_argument("out", type=Path, nargs="?")
     p.add_argument("--list-passes", action="store_true", help="print the default pipeline and exit")
     p.add_argument("--list-rules", action="store_true", help="print the TensorRT rewrite catalogue and exit")
-    _optimize_flags(p), _validate_flags(p), _common(p)
+    _optimize_flags(p), _precision_flags(p), _validate_flags(p), _common(p)
 
     p = sub.add_parser("build", help="ONNX → engine with a backend")
     p.add_argument("model", type=Path), p.add_argument("out", type=Path)
@@ -134,7 +160,7 @@ def _validate_cfg(a, enabled=True) -> ValidateConfig:
     if a.val_iterations < 1 or a.batch < 1:
         raise ConfigError("--val-iterations and --batch must be at least 1", "pass a positive number")
     return ValidateConfig(enabled=enabled, atol=a.atol, rtol=a.rtol, seed=a.seed, iterations=a.val_iterations,
-                          batch=a.batch)
+                          batch=a.batch, data=a.data)
 
 
 def _optimize_cfg(a) -> OptimizeConfig:
@@ -172,7 +198,7 @@ def cmd_compile(a) -> int:
     from .api import compile_model
     from .report import summary_table
 
-    cfg = CompileConfig(export=_export_cfg(a), optimize=_optimize_cfg(a),
+    cfg = CompileConfig(export=_export_cfg(a), optimize=_optimize_cfg(a), precision=_precision_cfg(a),
                         build=BuildConfig(backend=a.backend, workspace_mib=a.workspace),
                         validate=_validate_cfg(a, enabled=not a.no_validate),
                         keep_intermediates=a.keep_intermediates, report_path=a.report)
@@ -187,7 +213,7 @@ def cmd_compile(a) -> int:
         print(summary_table(report))
         print()
     for notice in report.notices:
-        print(f"{'WARNING' if notice.startswith('validation') else 'NOTICE'}: {notice}")
+        print(f"{'WARNING' if notice.startswith(('validation', 'precision')) else 'NOTICE'}: {notice}")
     print(f"engine: {a.out} ({report.engine['format']}, {report.engine['bytes']} bytes)")
     print(f"report: {report_path}")
     if a.keep_intermediates:
@@ -263,9 +289,15 @@ def cmd_optimize(a) -> int:
     from .validate import PassNumericsCheck, quiet_polygraphy, resolve_shapes
 
     if a.list_passes:
+        from passes import PRECISION_PASSES
+
         for p in build_pipeline():
             doc = (sys.modules[type(p).__module__].__doc__ or "").strip().splitlines()[0]
             print(f"{p.name}: {doc.removeprefix(p.name + ': ')}")
+        print("with --precision, after the pipeline:")
+        for name, cls in PRECISION_PASSES.items():
+            doc = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
+            print(f"  {name}: {doc.removeprefix(name + ': ')}")
         return 0
     if a.list_rules:
         from passes.rules.catalogue import CATALOGUE
@@ -283,12 +315,36 @@ def cmd_optimize(a) -> int:
         vcfg = _validate_cfg(a)
         check = PassNumericsCheck(a.model, info.inputs, resolve_shapes(info.inputs, cfg.input_shapes, vcfg.batch),
                                   vcfg, vcfg.tolerances("onnx→optimized"))
-    art, records = optimize_model(a.model, a.out, cfg, check)
+    pcfg = _precision_cfg(a)
+    if pcfg.mode == "fp32":
+        art, records = optimize_model(a.model, a.out, cfg, check)
+        _print_records(records)
+        print(f"onnx: {art.path}")
+        return 0
+    from .api import lower_precision
+
+    art, records, result = lower_precision(a.model, a.out, cfg, pcfg, _validate_cfg(a), check)
+    _print_records(records + result.records)
+    for notice in result.notices:
+        print(f"WARNING: {notice}")
+    for prec, ops in result.ops.items():
+        print(f"  {prec}: " + ", ".join(f"{op} {n}" for op, n in ops.items()))
+    if result.calibration:
+        c = result.calibration
+        print(f"calibration: {c['method']} over {c['source']}; "
+              + ("reused cache" if c["reused_cache"] else f"{c['seconds']:.2f} s") + f" ({c['cache']})")
+    if result.auto_mixed:
+        m = result.auto_mixed
+        print(f"auto-mixed: {len(m['kept_fp32'])} node(s) kept in fp32 after {m['trials']} trial(s): "
+              + ", ".join(k["node"] for k in m["kept_fp32"]))
+    print(f"onnx: {art.path}")
+    return 0
+
+
+def _print_records(records) -> None:
     for r in records:
         print(f"  {r.name:22} round {r.iteration}  {'changed' if r.changed else 'unchanged':9}  "
               f"{r.nodes_before:5} → {r.nodes_after:<5}  {r.seconds * 1000:8.1f} ms")
-    print(f"onnx: {art.path}")
-    return 0
 
 
 def cmd_build(a) -> int:

@@ -74,6 +74,45 @@ class OptimizeConfig:
     cut_outputs: tuple[str, ...] = ()
 
 
+PRECISIONS = ("fp32", "fp16", "int8")
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+
+
+@dataclass(frozen=True)
+class PrecisionConfig:
+    mode: str = "fp32"  # fp32 | fp16 | int8: the dtypes the engine's graph runs in
+    fp16_io: bool = False  # fp16: float16 graph inputs/outputs too (default: float32 with Casts at the edge)
+    keep_fp32: tuple[str, ...] = ()  # fp16: op types or node names kept in float32, beyond the default list
+    auto_mixed: bool = False  # fp16: also keep the fewest nodes in float32 that make validation pass
+    int8_skip: tuple[str, ...] = ()  # int8: op types or node names left unquantized
+    calib_data: str | None = None  # int8: samples (see compiler/data.py); None: --data, else random
+    calib_method: str = "minmax"
+    calib_cache: Path | None = None  # None: OUT.calib.json beside the engine (compile) or model (optimize)
+    calib_samples: int | None = None  # use at most this many calibration samples
+    random_calib_samples: int = 32
+    percentile: float = 99.999  # for calib_method percentile
+
+    def __post_init__(self):
+        if self.mode not in PRECISIONS:
+            raise ConfigError(f"unknown precision '{self.mode}'", f"use one of {', '.join(PRECISIONS)}")
+        if self.calib_method not in CALIB_METHODS:
+            raise ConfigError(f"unknown calibration method '{self.calib_method}'",
+                              f"use one of {', '.join(CALIB_METHODS)}")
+        fp16_only = {"--fp16-io": self.fp16_io, "--keep-fp32": self.keep_fp32, "--auto-mixed": self.auto_mixed}
+        int8_only = {"--int8-skip": self.int8_skip, "--calib-data": self.calib_data,
+                     "--calib-cache": self.calib_cache, "--calib-samples": self.calib_samples,
+                     "--calib-method": self.calib_method != "minmax"}
+        for flags, mode in ((fp16_only, "fp16"), (int8_only, "int8")):
+            used = [f for f, v in flags.items() if v]
+            if used and self.mode != mode:
+                raise ConfigError(f"{', '.join(used)} only applies to --precision {mode}, not {self.mode}",
+                                  f"add --precision {mode} or drop {used[0]}")
+        if self.calib_samples is not None and self.calib_samples < 1:
+            raise ConfigError(f"--calib-samples must be at least 1, not {self.calib_samples}", "give a positive count")
+        if not 0 < self.percentile <= 100:
+            raise ConfigError(f"percentile {self.percentile} is not in (0, 100]", "use e.g. 99.999")
+
+
 BACKENDS = ("auto", "tensorrt", "onnxruntime")
 
 
@@ -97,6 +136,22 @@ DEFAULT_TOLERANCES = {
     "validate": (1e-4, 1e-3),  # the `validate` subcommand, between any two models
 }
 
+# Tolerances where precision is lowered: the float32 graph vs the fp16/int8 graph, and that graph vs the engine
+# (TensorRT's fp16/int8 kernels round differently from onnxruntime's). The atol is scaled by the output's
+# peak magnitude where that exceeds 1 (see validate.effective_atol): float16 and int8 errors are relative to
+# the values' scale, and an absolute bound fit for probabilities would fail every logit. fp16: unit roundoff is
+# 4.9e-4 per operation, so 1% leaves room for a few dozen layers. int8: 127 steps per tensor range, each
+# quantized layer adds up to half a step (0.4% of its range), so 5%.
+PRECISION_TOLERANCES = {
+    "fp16": (1e-2, 1e-2),
+    "int8": (5e-2, 5e-2),
+}
+# On those seams an integer or boolean output (argmax, a class id, a selection count) comes from float
+# comparisons that lowered precision may tip where two values were close: it must agree on this fraction of its
+# elements (exactly equal everywhere else).
+PRECISION_MIN_AGREEMENT = 0.95
+PRECISION_SEAM_SAMPLES = 16  # random samples for a precision seam (top-1 agreement needs more than one)
+
 
 @dataclass(frozen=True)
 class ValidateConfig:
@@ -106,16 +161,27 @@ class ValidateConfig:
     seed: int = 0
     iterations: int = 1
     batch: int = 1  # used for a dynamic leading dimension when no --input-shapes
+    data: str | None = None  # --data: real input samples (compiler/data.py) instead of seeded random ones
 
-    def tolerances(self, seam: str) -> tuple[float, float]:
-        atol, rtol = DEFAULT_TOLERANCES.get(seam, DEFAULT_TOLERANCES["validate"])
+    def tolerances(self, seam: str, precision: str = "fp32") -> tuple[float, float]:
+        """(atol, rtol) for ``seam``; a seam that lowers precision, or an engine built from a lowered graph,
+        gets the precision's (see PRECISION_TOLERANCES), the others their own."""
+        if precision != "fp32" and (seam == precision_seam(precision) or seam == "optimized→engine"):
+            atol, rtol = PRECISION_TOLERANCES[precision]
+        else:
+            atol, rtol = DEFAULT_TOLERANCES.get(seam, DEFAULT_TOLERANCES["validate"])
         return (atol if self.atol is None else self.atol, rtol if self.rtol is None else self.rtol)
+
+
+def precision_seam(precision: str) -> str:
+    return f"fp32→{precision}"
 
 
 @dataclass(frozen=True)
 class CompileConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
     optimize: OptimizeConfig = field(default_factory=OptimizeConfig)
+    precision: PrecisionConfig = field(default_factory=PrecisionConfig)
     build: BuildConfig = field(default_factory=BuildConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     keep_intermediates: Path | None = None

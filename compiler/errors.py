@@ -56,6 +56,13 @@ class OptimizeError(CompilerError):
     exit_code = 5
 
 
+class PrecisionError(CompilerError):
+    """The FP16/INT8 conversion failed: bad calibration data, unknown --keep-fp32 names, no mixed-precision fit."""
+
+    stage = "precision"
+    exit_code = 10
+
+
 class BuildError(CompilerError):
     """The backend could not build an engine (or is not available here)."""
 
@@ -86,7 +93,7 @@ class InternalError(CompilerError):
 
 EXIT_INTERRUPTED = 130
 
-ALL_ERRORS = (ConfigError, InspectError, ExportError, OptimizeError, BuildError,
+ALL_ERRORS = (ConfigError, InspectError, ExportError, OptimizeError, PrecisionError, BuildError,
               ValidationError, OutputError, InternalError)
 
 

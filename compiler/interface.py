@@ -113,6 +113,45 @@ def diff(original, result, perms: dict[str, dict[str, list[int]]]) -> Interface:
     return Interface(tables["inputs"], tables["outputs"])
 
 
+def compose(first: Interface, then: Interface) -> Interface:
+    """The change ``first`` followed by ``then`` (whose entries are relative to ``first``'s result): perms stay
+    ``first``'s (later stages add none), a dtype is the last one, ``from_dtype`` the original's."""
+    tables = []
+    for a, b in ((first.inputs, then.inputs), (first.outputs, then.outputs)):
+        table = {name: dict(change) for name, change in a.items()}
+        for name, change in b.items():
+            entry = table.setdefault(name, {})
+            if "perm" in change:
+                entry["perm"] = change["perm"]
+            if "dtype" in change:
+                entry.setdefault("from_dtype", change.get("from_dtype"))
+                entry["dtype"] = change["dtype"]
+                if entry["dtype"] == entry["from_dtype"]:
+                    del entry["dtype"], entry["from_dtype"]
+            if not entry:
+                del table[name]
+        tables.append(table)
+    return Interface(*tables)
+
+
+def relative(reference: Interface, candidate: Interface) -> Interface:
+    """What a candidate's interface adds to a reference's when both start from the same model (a precision
+    graph after its float32 graph): dtype changes only; differing perms cannot be bridged (ValueError)."""
+    tables = []
+    for ref, cand in ((reference.inputs, candidate.inputs), (reference.outputs, candidate.outputs)):
+        table = {}
+        for name in set(ref) | set(cand):
+            r, c = ref.get(name, {}), cand.get(name, {})
+            if r.get("perm") != c.get("perm"):
+                raise ValueError(f"'{name}' is transposed by {r.get('perm')} in one and {c.get('perm')} in the other")
+            original = c.get("from_dtype") or r.get("from_dtype")
+            ref_dtype, cand_dtype = r.get("dtype", original), c.get("dtype", original)
+            if ref_dtype != cand_dtype:
+                table[name] = {"dtype": cand_dtype, "from_dtype": ref_dtype}
+        tables.append(table)
+    return Interface(*tables)
+
+
 def write(model, interface: Interface) -> None:
     """Store ``interface`` in ``model``'s metadata (replacing an older entry)."""
     for i, prop in enumerate(list(model.metadata_props)):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .artifacts import write_text_atomic
 
-STAGES = ("inspect", "export", "optimize", "build", "validate")
+STAGES = ("inspect", "export", "optimize", "precision", "build", "validate")
 
 _PACKAGES = ("tf2trt-compiler", "tensorflow", "tf2onnx", "onnx", "onnx-graphsurgeon", "onnxruntime", "polygraphy",
              "numpy", "tensorrt")
@@ -46,7 +46,7 @@ class Report:
     out: str | None = None
     backend: str | None = None
     backend_notice: str | None = None
-    precision: str = "fp32"
+    precision: dict = field(default_factory=lambda: {"mode": "fp32"})  # the precision stage's record
     stages: dict[str, StageRecord] = field(default_factory=lambda: {s: StageRecord() for s in STAGES})
     graph: dict[str, dict] = field(default_factory=dict)  # exported / optimized: {nodes, ops}
     passes: list[dict] = field(default_factory=list)
@@ -97,7 +97,8 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 def summary_table(report: Report) -> str:
     nodes = {"export": report.graph.get("exported", {}).get("nodes"),
-             "optimize": report.graph.get("optimized", {}).get("nodes")}
+             "optimize": report.graph.get("optimized", {}).get("nodes"),
+             "precision": report.graph.get(report.precision["mode"], {}).get("nodes")}
     rows = []
     for name, rec in report.stages.items():
         node_text = ""
@@ -106,13 +107,16 @@ def summary_table(report: Report) -> str:
         if name == "optimize" and nodes["optimize"] is not None:
             node_text = f"{nodes['export']} → {nodes['optimize']}" if nodes["export"] is not None \
                 else str(nodes["optimize"])
+        if name == "precision" and nodes["precision"] is not None:
+            node_text = f"{nodes['optimize']} → {nodes['precision']}"
         rows.append([name, rec.status, f"{rec.seconds:.2f}", node_text])
     text = _table(["stage", "status", "seconds", "nodes"], rows)
     if report.validation:
         vrows = []
         for seam in report.validation:
             for o in seam.outputs.values():
+                top1 = f"{o.top1:.1%} of {o.top1_rows}" if o.top1 is not None and o.top1_rows > 1 else ""
                 vrows.append([seam.seam, o.name, f"{o.max_abs:.2e}", f"{o.max_rel:.2e}",
-                              f"{o.atol:g}/{o.rtol:g}", "ok" if o.passed else "FAIL"])
-        text += "\n\n" + _table(["seam", "output", "max abs", "max rel", "atol/rtol", "result"], vrows)
+                              f"{o.atol:.3g}/{o.rtol:g}", top1, "ok" if o.passed else "FAIL"])
+        text += "\n\n" + _table(["seam", "output", "max abs", "max rel", "atol/rtol", "top-1", "result"], vrows)
     return text

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import interface
 from .artifacts import TensorSpec
-from .config import Shape, ValidateConfig
+from .config import PRECISION_MIN_AGREEMENT, Shape, ValidateConfig
 from .errors import ConfigError, InspectError, ValidationError
 
 # Value ranges for seeded random inputs: floats centred on zero exercise signs
@@ -107,10 +107,18 @@ class OutputDiff:
     rtol: float
     passed: bool
     shape: tuple = ()
+    top1: float | None = None  # classifier-like outputs: fraction of rows whose argmax agrees with the reference
+    top1_rows: int = 0
+    agreement: float | None = None  # integer outputs on a precision seam: fraction of equal elements
 
     def to_json(self) -> dict:
-        return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in self.__dict__.items()
-                if k not in ("name",)} | {"shape": list(self.shape)}
+        data = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in self.__dict__.items()
+                if k not in ("name", "top1", "top1_rows", "agreement")} | {"shape": list(self.shape)}
+        if self.agreement is not None:
+            data["agreement"] = self.agreement
+        if self.top1 is not None:
+            data |= {"top1_agreement": self.top1, "top1_rows": self.top1_rows}
+        return data
 
 
 @dataclass
@@ -125,6 +133,8 @@ class SeamResult:
     shapes: dict = field(default_factory=dict)
     note: str | None = None
     warnings: list[str] = field(default_factory=list)
+    data: str | None = None  # where the inputs came from when not seeded random (--data, a precision seam)
+    atol_scaled: bool = False  # a precision seam: each output's atol is scaled by its peak magnitude
 
     def __bool__(self):
         return self.passed
@@ -133,14 +143,17 @@ class SeamResult:
         return {"seam": self.seam, "reference": self.reference, "candidate": self.candidate, "passed": self.passed,
                 "seed": self.seed, "iterations": self.iterations,
                 "shapes": {k: list(v) for k, v in self.shapes.items()}, "note": self.note,
-                "warnings": self.warnings,
+                "warnings": self.warnings, "data": self.data or f"seeded random (seed {self.seed})",
+                "atol_scaled_by_peak": self.atol_scaled,
                 "outputs": {k: v.to_json() for k, v in self.outputs.items()}}
 
     def failure_line(self) -> str:
         if self.note:
             return f"seam {self.seam}: {self.note}"
         bad = [o for o in self.outputs.values() if not o.passed]
-        parts = [f"'{o.name}' max abs {o.max_abs:.3g} (atol {o.atol:g}), max rel {o.max_rel:.3g} (rtol {o.rtol:g})"
+        parts = [f"'{o.name}' agrees on {o.agreement:.1%} of its elements (needs {PRECISION_MIN_AGREEMENT:.0%})"
+                 if o.agreement is not None else
+                 f"'{o.name}' max abs {o.max_abs:.3g} (atol {o.atol:.3g}), max rel {o.max_rel:.3g} (rtol {o.rtol:g})"
                  for o in bad]
         return f"seam {self.seam}: {self.candidate} differs from {self.reference}: " + "; ".join(parts)
 
@@ -175,16 +188,45 @@ def error_stats(ref: np.ndarray, cand: np.ndarray) -> dict[str, float]:
 
 
 def compare(reference, candidate, seam: str, ref_label: str, cand_label: str, inputs: tuple[TensorSpec, ...],
-            shapes: dict[str, Shape], cfg: ValidateConfig, tolerances: tuple[float, float]) -> SeamResult:
-    """Run both Polygraphy runners on the same seeded data and judge every output of the reference."""
+            shapes: dict[str, Shape], cfg: ValidateConfig, tolerances: tuple[float, float], samples=None,
+            scaled: bool = False) -> SeamResult:
+    """Run both Polygraphy runners on the same data and judge every output of the reference.
+
+    The data is ``samples`` (``compiler.data.Samples``: --data, or a precision seam's random set) or
+    else Polygraphy's seeded DataLoader over ``inputs``/``shapes``.
+    """
     from polygraphy.comparator import Comparator
 
-    results = Comparator.run([reference, candidate], data_loader=data_loader(inputs, shapes, cfg))
-    return judge(results, reference.name, candidate.name, seam, ref_label, cand_label, shapes, cfg, tolerances)
+    loader = samples if samples is not None else data_loader(inputs, shapes, cfg)
+    results = Comparator.run([reference, candidate], data_loader=loader)
+    result = judge(results, reference.name, candidate.name, seam, ref_label, cand_label, shapes, cfg, tolerances,
+                   scaled)
+    if samples is not None:
+        result.iterations, result.data = len(samples), samples.source
+    return result
+
+
+def effective_atol(atol: float, reference: np.ndarray, scaled: bool) -> float:
+    """The absolute tolerance for one output: ``atol``, or where ``scaled`` (precision seams) ``atol`` times the
+    output's peak magnitude when that exceeds 1, since float16 and int8 errors grow with the values' scale."""
+    if not scaled or reference.size == 0:
+        return atol
+    peak = float(np.max(np.abs(reference[np.isfinite(reference)]), initial=0.0))
+    return atol * max(1.0, peak)
+
+
+def top1_agreement(refs: list[np.ndarray], cands: list[np.ndarray]) -> tuple[float | None, int]:
+    """For a classifier-like output (float, rank 2: rows of at least 2 scores), the fraction of rows whose
+    argmax is the same in both; (None, 0) for any other output."""
+    if refs[0].ndim != 2 or refs[0].shape[-1] < 2 or refs[0].dtype.kind != "f":
+        return None, 0
+    ref, cand = np.concatenate(refs), np.concatenate(cands)
+    return float(np.mean(ref.argmax(-1) == cand.argmax(-1))), int(ref.shape[0])
 
 
 def judge(results, ref_name: str, cand_name: str, seam: str, ref_label: str, cand_label: str,
-          shapes: dict[str, Shape], cfg: ValidateConfig, tolerances: tuple[float, float]) -> SeamResult:
+          shapes: dict[str, Shape], cfg: ValidateConfig, tolerances: tuple[float, float],
+          scaled: bool = False) -> SeamResult:
     """Compare the candidate's outputs in Polygraphy ``RunResults`` with the reference's.
 
     Polygraphy's ``SimpleCompareFunc`` gives the verdict (elementwise: |a-b| <= atol or
@@ -202,7 +244,9 @@ def judge(results, ref_name: str, cand_name: str, seam: str, ref_label: str, can
                               "outputs were renamed or dropped; check the export and the passes")
     # Integer and boolean outputs (argmax, masks) must match exactly.
     exact = {n: _is_exact(np.asarray(ref_iters[0][n])) for n in names}
-    per_atol = {n: 0.0 if exact[n] else atol for n in names}
+    per_atol = {n: 0.0 if exact[n] else
+                effective_atol(atol, np.concatenate([np.asarray(it[n], dtype=np.float64).ravel() for it in ref_iters]),
+                               scaled) for n in names}
     per_rtol = {n: 0.0 if exact[n] else rtol for n in names}
     func = SimpleCompareFunc(atol=per_atol, rtol=per_rtol, check_shapes=True)
     verdicts = Comparator.compare_accuracy(results, compare_func=func)[0][(ref_name, cand_name)]
@@ -221,10 +265,17 @@ def judge(results, ref_name: str, cand_name: str, seam: str, ref_label: str, can
         if not exact[name] and _constant(refs):
             warnings.append(f"output '{name}' of {ref_label} is the same value everywhere for every validation "
                             "input, so this seam cannot detect errors in it (untrained weights?)")
+        top1, rows = top1_agreement(refs, cands) if not note else (None, 0)
+        agreement = None
+        if scaled and exact[name] and not note:  # a precision seam: see PRECISION_MIN_AGREEMENT
+            agreement = float(np.mean(np.concatenate([(r == c).ravel() for r, c in zip(refs, cands)]))) \
+                if refs[0].size else 1.0
+            passed = agreement >= PRECISION_MIN_AGREEMENT
         outputs[name] = OutputDiff(name=name, atol=per_atol[name], rtol=per_rtol[name], passed=passed,
-                                   shape=tuple(refs[0].shape), **stats)
+                                   shape=tuple(refs[0].shape), top1=top1, top1_rows=rows, agreement=agreement,
+                                   **stats)
     return SeamResult(seam, ref_label, cand_label, all(o.passed for o in outputs.values()), outputs, cfg.seed,
-                      cfg.iterations, dict(shapes), note, warnings)
+                      cfg.iterations, dict(shapes), note, warnings, atol_scaled=scaled)
 
 
 def _constant(arrays: list[np.ndarray]) -> bool:
@@ -234,12 +285,30 @@ def _constant(arrays: list[np.ndarray]) -> bool:
 
 
 def onnx_runner(model: Path | bytes, name: str):
-    """A Polygraphy runner over an ONNX model that onnxruntime runs as written (see runtime.ort_session)."""
+    """A Polygraphy runner over an ONNX model that onnxruntime runs as written (see runtime.ort_session and,
+    for float16 graphs, compiler.emulate)."""
     from polygraphy.backend.onnxrt import OnnxrtRunner
 
+    return OnnxrtRunner(validation_session(model), name=name)
+
+
+def validation_session(model):
+    """An onnxruntime session running ``model`` (path, bytes or ModelProto) as written, float16 rounding
+    included (compiler.emulate)."""
+    import onnx
+
+    from .emulate import fp16_storage, has_float16
     from .runtime import ort_session
 
-    return OnnxrtRunner(ort_session(model), name=name)
+    proto = model if isinstance(model, onnx.ModelProto) else None
+    if proto is None:
+        try:
+            proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
+        except Exception:  # not an ONNX file: ort_session says so in its own words
+            return ort_session(model)
+    if has_float16(proto):
+        proto = fp16_storage(proto)
+    return ort_session(proto.SerializeToString())
 
 
 def quiet_polygraphy() -> None:

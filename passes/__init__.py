@@ -4,6 +4,7 @@ Every pass is exported here explicitly; nothing registers itself on import.
 """
 from __future__ import annotations
 
+from .cleanup_casts import CleanupCasts
 from .cleanup_toposort import CleanupToposort
 from .fold_constants import FoldConstants
 from .freeze_input_shapes import FreezeInputShapes
@@ -11,7 +12,9 @@ from .fuse_into_conv import FuseIntoConv
 from .infer_shapes import InferShapes
 from .eliminate_transposes import EliminateTransposes
 from .layout_io import LayoutIO
+from .quantize_int8 import QuantizeInt8
 from .rewrite_tensorrt import RewriteTensorRT
+from .to_fp16 import ToFp16
 from .user_rules import UserRules
 from .infra import Pass, PassBug, PassContext, PassError, PassManager, PassRecord, PassResult, fingerprint
 
@@ -19,6 +22,10 @@ ALL_PASSES: dict[str, type[Pass]] = {
     cls.name: cls for cls in (FreezeInputShapes, LayoutIO, InferShapes, FoldConstants, UserRules,
                              RewriteTensorRT, EliminateTransposes, FuseIntoConv, CleanupToposort)
 }
+
+# The precision stage's passes (compiler/precision.py runs them after the pipeline, with --precision):
+# not in ALL_PASSES, since they need settings and calibrated ranges that --passes cannot give.
+PRECISION_PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (ToFp16, QuantizeInt8, CleanupCasts)}
 
 
 def default_pipeline() -> list[Pass]:
@@ -60,7 +67,7 @@ def build_pipeline(names: tuple[str, ...] | None = None, skip: tuple[str, ...] =
     return [p for p in pipeline if p.name not in skip]
 
 
-__all__ = ["ALL_PASSES", "CleanupToposort", "EliminateTransposes", "FoldConstants", "FreezeInputShapes",
+__all__ = ["ALL_PASSES", "PRECISION_PASSES", "CleanupCasts", "CleanupToposort", "EliminateTransposes", "FoldConstants", "FreezeInputShapes",
            "FuseIntoConv", "InferShapes", "LayoutIO", "Pass", "PassBug", "PassContext", "PassError", "PassManager",
-           "PassRecord", "PassResult", "RewriteTensorRT", "UserRules", "build_pipeline", "default_pipeline",
+           "PassRecord", "PassResult", "QuantizeInt8", "RewriteTensorRT", "ToFp16", "UserRules", "build_pipeline", "default_pipeline",
            "fingerprint"]

@@ -52,6 +52,11 @@ class PassContext:
     inputs_as_nchw: tuple[str, ...] = ()  # graph inputs to present as NCHW (layout_io)
     outputs_as_nchw: tuple[str, ...] = ()
     state: dict = field(default_factory=dict)  # per-run memory of passes that must act once (layout_io)
+    # Precision passes (to_fp16, quantize_int8): what stays float32, and the calibrated ranges.
+    keep_fp32: tuple[str, ...] = ()  # op types or node names (--keep-fp32)
+    fp16_io: bool = False
+    int8_ranges: dict = field(default_factory=dict)  # tensor name -> (low, high), from calibration
+    int8_skip: tuple[str, ...] = ()  # op types or node names left in float (--int8-skip)
 
 
 class Pass:

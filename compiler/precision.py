@@ -1,0 +1,390 @@
+"""The precision stage: float32 optimized graph → the FP16 or INT8 graph the engine is built from.
+
+TensorRT 11 builds strongly typed networks only, so precision is decided in
+the ONNX graph, by passes (``passes/to_fp16.py``, ``passes/quantize_int8.py``,
+``passes/cleanup_casts.py``) run through the same pass manager as the
+optimize stage. What this module adds around them needs data:
+
+* INT8 calibration: onnxruntime's calibrators (minmax, entropy, percentile)
+  run the float32 graph on the calibration samples (``compiler/data.py``) and
+  give a range per tensor. The ranges are cached in a JSON file keyed by the
+  model's and the data's hashes and the method, and reused when all match.
+* Automatic mixed precision (``--auto-mixed``): the smallest set of nodes to
+  keep in float32 so the FP16 graph meets the tolerance against the float32
+  graph, found by halving (delta debugging) rather than node by node.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from . import interface
+from .artifacts import OnnxArtifact, atomic_output, write_text_atomic
+from .config import PRECISION_MIN_AGREEMENT, PrecisionConfig, ValidateConfig
+from .errors import PrecisionError
+
+CACHE_VERSION = 1
+MAX_AUTO_EVALUATIONS = 64  # --auto-mixed gives up (keeping what it has) after this many trial graphs
+
+# Ops that round nothing in float16 that their input did not already carry: --auto-mixed never keeps them.
+def _exact_in_fp16() -> frozenset:
+    from passes.to_fp16 import DATA_MOVEMENT
+
+    return DATA_MOVEMENT | {"MaxPool", "Relu", "Shape", "Size", "Cast"}
+
+
+@dataclass
+class PrecisionResult:
+    mode: str
+    ops: dict = field(default_factory=dict)  # precision -> {op: count}
+    kept_fp32: list = field(default_factory=list)  # [{"node", "op", "reason"}]
+    records: list = field(default_factory=list)  # PassRecord
+    calibration: dict | None = None
+    auto_mixed: dict | None = None
+    notices: list = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"mode": self.mode, "ops": self.ops, "kept_fp32": self.kept_fp32, "calibration": self.calibration,
+                "auto_mixed": self.auto_mixed, "passes": [r.to_json() for r in self.records]}
+
+
+def precision_summary(model: onnx.ModelProto) -> dict:
+    """{precision: {op: count}} over the float nodes of ``model`` (see ``passes.to_fp16.node_precision``)."""
+    import onnx_graphsurgeon as gs
+
+    from passes.to_fp16 import node_precision
+
+    graph = gs.import_onnx(model)
+    ops = {n.name: n.op for n in graph.nodes}
+    table: dict[str, dict[str, int]] = {}
+    for name, prec in node_precision(graph).items():
+        row = table.setdefault(prec, {})
+        row[ops[name]] = row.get(ops[name], 0) + 1
+    return {p: dict(sorted(r.items())) for p, r in sorted(table.items())}
+
+
+def _run_passes(model: onnx.ModelProto, passes, ctx):
+    from passes import PassError, PassManager
+
+    manager = PassManager(passes, max_iterations=2)
+    try:
+        return manager.run(model, ctx), manager.records
+    except PassError as e:
+        raise PrecisionError(str(e), "check --keep-fp32/--int8-skip against `python -m compiler inspect MODEL.onnx "
+                             "--tensors`") from None
+
+
+def to_fp16(model: onnx.ModelProto, cfg: PrecisionConfig, extra_keep: tuple[str, ...] = ()):
+    from passes import PassContext
+    from passes.cleanup_casts import CleanupCasts
+    from passes.cleanup_toposort import CleanupToposort
+    from passes.to_fp16 import ToFp16
+
+    ctx = PassContext(keep_fp32=tuple(cfg.keep_fp32) + tuple(extra_keep), fp16_io=cfg.fp16_io)
+    return _run_passes(model, [ToFp16(), CleanupCasts(), CleanupToposort()], ctx)
+
+
+def to_int8(model: onnx.ModelProto, cfg: PrecisionConfig, ranges: dict):
+    from passes import PassContext
+    from passes.cleanup_toposort import CleanupToposort
+    from passes.quantize_int8 import QuantizeInt8
+
+    ctx = PassContext(int8_ranges=ranges, int8_skip=tuple(cfg.int8_skip))
+    return _run_passes(model, [QuantizeInt8(), CleanupToposort()], ctx)
+
+
+# ---------------------------------------------------------------- INT8 calibration
+
+def cache_key(model_bytes: bytes, data_digest: str, cfg: PrecisionConfig) -> str:
+    """What the calibrated ranges depend on: the float32 graph, the samples, the method and its settings."""
+    import onnxruntime
+
+    from passes.quantize_int8 import INT8_OPS
+
+    h = hashlib.sha256()
+    h.update(hashlib.sha256(model_bytes).digest())
+    h.update(data_digest.encode())
+    h.update(json.dumps([cfg.calib_method, cfg.percentile, INT8_OPS, onnxruntime.__version__]).encode())
+    return h.hexdigest()
+
+
+def calibrate(model_bytes: bytes, samples, method: str, percentile: float) -> dict[str, tuple[float, float]]:
+    """Per-tensor (low, high) ranges from onnxruntime's calibrator of ``method`` over ``samples``."""
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, create_calibrator
+
+    from passes.quantize_int8 import INT8_OPS
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(samples)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    options = {"symmetric": True}
+    if method == "percentile":
+        options["percentile"] = percentile
+    import onnxruntime
+
+    onnxruntime.set_default_logger_severity(3)  # the calibrator's sessions warn about initializers they drop
+    with tempfile.TemporaryDirectory(prefix="tf2trt-calib-") as tmp:
+        src = Path(tmp) / "model.onnx"
+        src.write_bytes(model_bytes)
+        try:
+            calibrator = create_calibrator(src, list(INT8_OPS), augmented_model_path=str(Path(tmp) / "aug.onnx"),
+                                           calibrate_method=methods[method], providers=["CPUExecutionProvider"],
+                                           extra_options=options)
+            calibrator.collect_data(Reader())
+            data = calibrator.compute_data()
+        except Exception as e:  # onnxruntime running the float graph on the samples failed
+            raise PrecisionError(f"calibration ({method}) failed running the float32 graph on the samples "
+                                 f"({type(e).__name__}: {str(e).splitlines()[0][:200]})",
+                                 "check that the samples match the model's inputs (`inspect` shows them)") from None
+    ranges = {}
+    for name, td in data.items():
+        lo, hi = (float(np.asarray(v).reshape(-1)[0]) for v in td.range_value)
+        ranges[name] = (lo, hi)
+    return ranges
+
+
+def cached_ranges(cache: Path | None, key: str) -> dict | None:
+    if cache is None or not Path(cache).is_file():
+        return None
+    try:
+        data = json.loads(Path(cache).read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("version") != CACHE_VERSION or data.get("key") != key:
+        return None
+    return {k: tuple(v) for k, v in data["ranges"].items()}
+
+
+def write_cache(cache: Path, key: str, ranges: dict, meta: dict) -> None:
+    body = {"version": CACHE_VERSION, "key": key, **meta, "ranges": {k: list(v) for k, v in sorted(ranges.items())}}
+    write_text_atomic(Path(cache), json.dumps(body, indent=1) + "\n", "calibration cache")
+
+
+def int8_ranges(model: onnx.ModelProto, cfg: PrecisionConfig, samples, cache: Path | None):
+    """Calibrated ranges and a record of where they came from (the cache or a calibration run)."""
+    body = model.SerializeToString()
+    key = cache_key(body, samples.digest, cfg)
+    record = {"method": cfg.calib_method, "samples": len(samples), "source": samples.source,
+              "random_data": samples.random, "cache": str(cache) if cache else None, "key": key}
+    if cfg.calib_method == "percentile":
+        record["percentile"] = cfg.percentile
+    ranges = cached_ranges(cache, key)
+    if ranges is not None:
+        return ranges, record | {"reused_cache": True, "seconds": 0.0}
+    start = time.perf_counter()
+    ranges = calibrate(body, samples, cfg.calib_method, cfg.percentile)
+    seconds = time.perf_counter() - start
+    if cache is not None:
+        write_cache(cache, key, ranges, {"method": cfg.calib_method, "samples": len(samples),
+                                         "data_digest": samples.digest})
+    return ranges, record | {"reused_cache": False, "seconds": round(seconds, 4)}
+
+
+# ---------------------------------------------------------------- automatic mixed precision
+
+def _outputs(model: onnx.ModelProto, samples, change=None) -> list[list[np.ndarray]]:
+    from .validate import validation_session
+
+    session = validation_session(model)
+    results = []
+    for feed in samples:
+        feed = change.feed(feed) if change else feed
+        outs = session.run(None, dict(feed))
+        if change:
+            outs = list(change.results(dict(zip([o.name for o in session.get_outputs()], outs))).values())
+        results.append(outs)
+    return results
+
+
+def within(reference: list, candidate: list, atol: float, rtol: float, scaled: bool) -> bool:
+    """The precision seam's verdict (validate.judge's rule) on plain arrays: every float element within atol
+    (scaled by the peak) or rtol; integer outputs equal on PRECISION_MIN_AGREEMENT of their elements."""
+    from .validate import effective_atol
+
+    for k in range(len(reference[0])):
+        ref = np.stack([np.asarray(r[k], dtype=np.float64) for r in reference])
+        cand = np.stack([np.asarray(c[k], dtype=np.float64) for c in candidate])
+        if np.asarray(reference[0][k]).dtype.kind in "iub":
+            if ref.size and np.mean(ref == cand) < PRECISION_MIN_AGREEMENT:
+                return False
+            continue
+        a = effective_atol(atol, ref, scaled)
+        absdiff = np.abs(ref - cand)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = absdiff / np.abs(ref)
+        bad = ~((absdiff <= a) | (rel <= rtol))
+        if bad.any():
+            return False
+    return True
+
+
+def auto_mixed(model: onnx.ModelProto, cfg: PrecisionConfig, samples, tolerances: tuple[float, float]):
+    """(fp16 model, records, the nodes it keeps in float32, a report entry) meeting ``tolerances`` on ``samples``.
+
+    Halving search for a 1-minimal set: if keeping S passes but keeping none does not, split S; keep the half
+    that passes alone, or minimise each half with the other kept. Every trial is a real conversion run on
+    onnxruntime; results are memoised, and after MAX_AUTO_EVALUATIONS trials the search stops with what passes.
+    """
+    import onnx_graphsurgeon as gs
+
+    atol, rtol = tolerances
+    reference = _outputs(model, samples)
+    graph = gs.import_onnx(onnx.shape_inference.infer_shapes(model))
+    candidates = [n.name for n in graph.nodes if n.op not in _exact_in_fp16()
+                  and any(str(getattr(t, "dtype", "")) == "float32" for t in n.outputs)]
+    trials: dict[frozenset, tuple] = {}
+
+    def trial(keep: frozenset):
+        if keep not in trials:
+            if len(trials) >= MAX_AUTO_EVALUATIONS:
+                raise _Budget()
+            fp16, records = to_fp16(model, cfg, tuple(n for n in candidates if n in keep))
+            trials[keep] = (within(reference, _outputs(fp16, samples, _fp16_io_change(model, fp16)), atol, rtol,
+                                   scaled=True), fp16, records)
+        return trials[keep][0]
+
+    def minimise(subset: list[str], kept: frozenset) -> list[str]:
+        if trial(kept):
+            return []
+        if len(subset) == 1:
+            return subset
+        half = len(subset) // 2
+        first, second = subset[:half], subset[half:]
+        if trial(kept | frozenset(first)):
+            return minimise(first, kept)
+        if trial(kept | frozenset(second)):
+            return minimise(second, kept)
+        m1 = minimise(first, kept | frozenset(second))
+        return m1 + minimise(second, kept | frozenset(m1))
+
+    everything = frozenset(candidates)
+    exhausted = False
+    if not trial(frozenset()) and not trial(everything):
+        raise PrecisionError(f"--auto-mixed: even with every float node in float32 the outputs miss atol {atol:g} / "
+                             f"rtol {rtol:g} (the float16 rounding of inputs/outputs alone does)",
+                             "loosen --atol/--rtol, or drop --fp16-io")
+    try:
+        kept = minimise(candidates, frozenset())
+        trial(frozenset(kept))
+    except _Budget:
+        exhausted, kept = True, list(candidates)
+    _, fp16, records = trials[frozenset(kept)]
+    ops = {n.name: n.op for n in graph.nodes}
+    entry = {"kept_fp32": [{"node": k, "op": ops[k]} for k in kept], "candidates": len(candidates),
+             "trials": len(trials), "atol": atol, "rtol": rtol, "samples": len(samples),
+             "budget_exhausted": exhausted}
+    return fp16, records, kept, entry
+
+
+class _Budget(Exception):
+    pass
+
+
+def _fp16_io_change(before: onnx.ModelProto, after: onnx.ModelProto):
+    change = interface.diff(before, after, {})
+    return change if change else None
+
+
+# ---------------------------------------------------------------- the stage
+
+def apply_precision(fp32_path: Path, out: Path, cfg: PrecisionConfig, samples=None, calib_samples=None,
+                    tolerances: tuple[float, float] | None = None, cache: Path | None = None):
+    """Write the ``cfg.mode`` graph of the float32 model at ``fp32_path`` to ``out``.
+
+    ``samples`` (validation data) drive --auto-mixed against ``tolerances``;
+    ``calib_samples`` drive INT8 calibration, cached in ``cache``. Returns
+    (OnnxArtifact, PrecisionResult).
+    """
+    from .onnxutil import io_specs, load
+
+    model = load(Path(fp32_path))
+    result = PrecisionResult(cfg.mode)
+    if cfg.mode == "fp16":
+        if cfg.auto_mixed:
+            converted, records, kept, entry = auto_mixed(model, cfg, samples, tolerances)
+            result.auto_mixed = entry
+        else:
+            converted, records = to_fp16(model, cfg)
+    elif cfg.mode == "int8":
+        import onnx_graphsurgeon as gs
+
+        from passes import PassError
+        from passes.quantize_int8 import INT8_OPS, quantizable
+
+        try:
+            targets = quantizable(gs.import_onnx(model), tuple(cfg.int8_skip))
+        except PassError as e:
+            raise PrecisionError(str(e), "name op types or nodes of the graph in --int8-skip") from None
+        if targets:
+            ranges, result.calibration = int8_ranges(model, cfg, calib_samples, cache)
+        else:
+            ranges = {}
+            result.notices.append(f"precision: no {'/'.join(INT8_OPS)} node to quantize, so the int8 graph is the "
+                                  "float32 graph")
+            calib_samples = None
+        if calib_samples is not None and calib_samples.random:
+            result.notices.append(f"precision: INT8 calibrated on RANDOM data ({calib_samples.source}): the scales do not "
+                                  "reflect real inputs; pass --calib-data for an engine you will deploy")
+        converted, records = to_int8(model, cfg, ranges)
+    else:
+        raise PrecisionError(f"precision '{cfg.mode}' needs no precision stage", "use fp16 or int8")
+    result.records = records
+    for r in records:
+        if r.name == "to_fp16" and r.changed:
+            result.kept_fp32 = _really_fp32(converted, r.stats.get("kept_fp32", []))
+    if result.auto_mixed:
+        result.kept_fp32 += [k | {"reason": "--auto-mixed"} for k in result.auto_mixed["kept_fp32"]]
+    # The interface record stays relative to the exported model: compose the float32 model's with this stage's.
+    change = interface.compose(interface.read(model), interface.diff(model, converted, {}))
+    interface.write(converted, change)
+    try:
+        onnx.checker.check_model(converted)
+    except onnx.checker.ValidationError as e:
+        raise PrecisionError(f"the {cfg.mode} graph is not valid ONNX: {str(e).splitlines()[0][:300]}",
+                             "report this with the model; meanwhile use --precision fp32") from None
+    result.ops = precision_summary(converted)
+    with atomic_output(Path(out), f"{cfg.mode} ONNX model") as tmp:
+        onnx.save(converted, str(tmp))
+    inputs, outputs = io_specs(converted)
+    return OnnxArtifact(Path(out), inputs, outputs), result
+
+
+def _really_fp32(model: onnx.ModelProto, kept: list[dict]) -> list[dict]:
+    """The block-list entries that hold float data (a blocked Range over int64 runs in no float precision)."""
+    import onnx_graphsurgeon as gs
+
+    from passes.to_fp16 import node_precision
+
+    prec = node_precision(gs.import_onnx(model))
+    return [k for k in kept if prec.get(k["node"]) == "fp32"]
+
+
+def validation_samples(vcfg: ValidateConfig, inputs, shapes, count: int):
+    """The samples a precision seam and --auto-mixed use: --data, else ``count`` seeded random feeds."""
+    from .data import load_samples
+    from .errors import ValidationError
+
+    return load_samples(vcfg.data, inputs, shapes, what="validation", error=ValidationError, seed=vcfg.seed,
+                        random_count=count)
+
+
+def calibration_samples(cfg: PrecisionConfig, vcfg: ValidateConfig, inputs, shapes):
+    """INT8 calibration samples: --calib-data, else --data, else seeded random (loudly)."""
+    from .data import load_samples
+
+    spec = cfg.calib_data or vcfg.data
+    return load_samples(spec, inputs, shapes, what="calibration", error=PrecisionError, limit=cfg.calib_samples,
+                        seed=vcfg.seed, random_count=cfg.random_calib_samples)

@@ -1,0 +1,164 @@
+"""to_fp16: run the graph in float16, except the nodes that must stay float32.
+
+TensorRT 11 builds strongly typed networks, so FP16 is the dtype of the ONNX
+tensors, decided here. The conversion itself is onnxruntime's maintained
+converter (``onnxruntime.transformers.float16``): float32 initializers and
+value types become float16, and a Cast is inserted wherever a float16 region
+meets a node kept in float32 or a graph input/output. This pass chooses what
+stays float32 and records it; ``cleanup_casts`` then removes the Cast pairs
+the converter leaves between two float32 nodes.
+
+Kept in float32 (``KEEP_FP32``, on top of the converter's own block list of
+ML-domain ops and NonMaxSuppression, TopK, RoiAlign, Range, CumSum, Min,
+Max, Upsample):
+
+* exponentials and logarithms (Exp, Log, Pow, Softplus): float16 overflows
+  above 65504 (exp(11.1)) and loses everything below 6e-8;
+* Softmax, LogSoftmax: an exponential followed by a sum over a whole axis;
+* accumulating reductions (ReduceSum, ReduceSumSquare, ReduceL1, ReduceL2,
+  ReduceLogSum, ReduceLogSumExp, ReduceProd, LpNormalization): a sum of many
+  terms exceeds float16's range or drops the small terms (11-bit mantissa);
+* normalisations (LayerNormalization, InstanceNormalization,
+  GroupNormalization): the variance of large activations overflows, and
+  the result feeds every later layer.
+
+Graph inputs and outputs stay float32 (a Cast at the edge) unless
+``ctx.fp16_io``. Acts once per run: the converter would treat its own
+output as a new float32 graph.
+"""
+from __future__ import annotations
+
+import onnx
+import onnx_graphsurgeon as gs
+
+from .infra import Pass, PassContext, PassError, PassResult
+
+KEEP_FP32 = ("Exp", "Log", "Pow", "Softplus", "Softmax", "LogSoftmax", "ReduceSum", "ReduceSumSquare", "ReduceL1",
+             "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceProd", "LpNormalization", "LayerNormalization",
+             "InstanceNormalization", "GroupNormalization")
+
+
+def converter_block_list() -> tuple[str, ...]:
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST
+
+    return tuple(DEFAULT_OP_BLOCK_LIST)
+
+
+def default_keep_ops() -> tuple[str, ...]:
+    return tuple(dict.fromkeys(converter_block_list() + KEEP_FP32))
+
+
+def split_keep(graph: gs.Graph, entries: tuple[str, ...]) -> tuple[set[str], set[str]]:
+    """``--keep-fp32`` entries → (op types, node names). An entry is an op type if any node has that op,
+    else a node name; one that is neither raises with the nearest names."""
+    import difflib
+
+    ops = {n.op for n in graph.nodes}
+    names = {n.name for n in graph.nodes}
+    keep_ops, keep_nodes = set(), set()
+    for e in entries:
+        if e in ops:
+            keep_ops.add(e)
+        elif e in names:
+            keep_nodes.add(e)
+        else:
+            near = difflib.get_close_matches(e, sorted(ops | names), n=3)
+            hint = f" (nearest: {', '.join(near)})" if near else ""
+            raise PassError(f"'{e}' is neither an op type nor a node name in the graph{hint}")
+    return keep_ops, keep_nodes
+
+
+def replace_graph(graph: gs.Graph, model: onnx.ModelProto) -> None:
+    """Make ``graph`` hold ``model``'s graph, in place (for passes that delegate to a ModelProto converter)."""
+    new = gs.import_onnx(model)
+    graph.nodes, graph.inputs, graph.outputs = new.nodes, new.inputs, new.outputs
+    graph.opset, graph.import_domains = new.opset, new.import_domains
+
+
+def export(graph: gs.Graph) -> onnx.ModelProto:
+    model = gs.export_onnx(graph, do_type_check=False)
+    model.ir_version = max(model.ir_version, 8)
+    return onnx.shape_inference.infer_shapes(model, data_prop=True)
+
+
+def node_precision(graph: gs.Graph) -> dict[str, str]:
+    """Each float node's precision: 'fp16', 'fp32' or 'int8' (a Conv/MatMul/Gemm whose inputs come through
+    DequantizeLinear: TensorRT fuses the Q/DQ into an INT8 kernel). Casts, Q/DQ nodes and nodes with no float
+    tensor are left out.
+    """
+    from .quantize_int8 import INT8_OPS
+
+    out = {}
+    for n in graph.nodes:
+        if n.op in ("Cast", "QuantizeLinear", "DequantizeLinear"):
+            continue
+        dtypes = {str(getattr(t, "dtype", None)) for t in list(n.inputs) + list(n.outputs) if t is not None}
+        if n.op in INT8_OPS and any(isinstance(t, gs.Variable) and t.inputs and t.inputs[0].op == "DequantizeLinear"
+                                    for t in n.inputs):
+            out[n.name] = "int8"
+        elif "float16" in dtypes:
+            out[n.name] = "fp16"
+        elif "float32" in dtypes:
+            out[n.name] = "fp32"
+    return out
+
+
+# Ops that only move or select values: run in float16 they round nothing new, but they would round a value
+# that is merely on its way from a float32 input to a float32 node.
+DATA_MOVEMENT = frozenset({"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Concat", "Split", "Slice",
+                           "Gather", "GatherElements", "GatherND", "ScatterND", "ScatterElements", "Identity",
+                           "Expand", "Tile", "Pad", "DepthToSpace", "SpaceToDepth"})
+_SHAPE_ONLY = frozenset({"Shape", "Size"})  # read no values, so they accept either dtype
+
+
+def _fp32_feeders(graph: gs.Graph, blocked: set[str], outputs_fp32: bool) -> set[str]:
+    """Data-movement nodes all of whose readers are float32 (blocked nodes, other such feeders, or float32 graph
+    outputs): keeping them float32 too means a value moving between float32 ends is never rounded to float16
+    (e.g. boxes and scores gathered for NonMaxSuppression and TopK, where rounding changes which box wins)."""
+    fp32 = set(blocked)
+    graph_outputs = {t.name for t in graph.outputs}
+    feeders: set[str] = set()
+    for node in reversed(list(graph.nodes)):  # readers first: the pipeline leaves the graph sorted
+        if node.op not in DATA_MOVEMENT or not node.outputs:
+            continue
+        readers_fp32 = all(
+            (all(r.name in fp32 or r.op in _SHAPE_ONLY for r in t.outputs) and (t.outputs or t.name in graph_outputs))
+            and (t.name not in graph_outputs or outputs_fp32)
+            for t in node.outputs)
+        if readers_fp32:
+            feeders.add(node.name)
+            fp32.add(node.name)
+    # A Shape of a float32 tensor must not make the converter round that tensor to float16 just to measure it.
+    feeders |= {n.name for n in graph.nodes if n.op in _SHAPE_ONLY and n.inputs and n.inputs[0].inputs
+                and n.inputs[0].inputs[0].name in fp32}
+    return feeders
+
+
+class ToFp16(Pass):
+    name = "to_fp16"
+
+    def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
+        if ctx.state.get(self.name):
+            return PassResult(False)
+        ctx.state[self.name] = True
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        keep_ops, keep_nodes = split_keep(graph, ctx.keep_fp32)
+        blocked_ops = set(default_keep_ops()) | keep_ops
+        feeders = _fp32_feeders(graph, {n.name for n in graph.nodes if n.op in blocked_ops} | keep_nodes,
+                                outputs_fp32=not ctx.fp16_io)
+        model = export(graph)
+        converted = convert_float_to_float16(model, keep_io_types=not ctx.fp16_io, op_block_list=sorted(blocked_ops),
+                                             node_block_list=sorted(keep_nodes | feeders), disable_shape_infer=True)
+        casts_before = sum(n.op == "Cast" for n in graph.nodes)
+        replace_graph(graph, onnx.shape_inference.infer_shapes(converted))
+
+        def reason(n):
+            if n.op in keep_ops or n.name in keep_nodes:
+                return "--keep-fp32"
+            return "default block list" if n.op in blocked_ops else "moves or measures data for float32 nodes"
+
+        kept = [{"node": n.name, "op": n.op, "reason": reason(n)} for n in graph.nodes
+                if n.op in blocked_ops or n.name in keep_nodes or n.name in feeders]
+        return PassResult(True, {"kept_fp32": kept, "casts_added": sum(n.op == "Cast" for n in graph.nodes)
+                                 - casts_before, "io": "float16" if ctx.fp16_io else "float32"})
