@@ -49,3 +49,47 @@ def test_passes_benchmark_on_one_fixture(tmp_path):
         assert r["error"] is None and r["outputs_ok"] and len(r["seconds"]) == 1, (tool, r)
         assert r["max_abs_err"] < 1e-5 and r["nodes"] > 0, (tool, r)
     assert data["versions"]["onnxslim"] != "not installed" and data["versions"]["polygraphy"] != "not installed"
+
+
+def test_precision_benchmark_on_one_fixture(tmp_path):
+    """fp32, fp16 and int8 graphs are made, timed and compared; fp16/int8 stay within the documented tolerance."""
+    out = tmp_path / "precision.json"
+    proc = subprocess.run([sys.executable, "scripts/bench/precision.py", "--fixtures", "cnn_nhwc", "--no-mobilenet",
+                           "--runs", "1", "--samples", "8", "--json", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    table = proc.stdout[proc.stdout.index("\ncnn_nhwc  ("):]
+    num = r"([\d.]+(?:e[+-]\d+)?)"
+    printed = {}
+    for prec in ("fp32", "fp16", "int8"):
+        # precision, nodes, median ms, min ms, ratio, max abs, max rel, tol, top-1
+        row = re.search(rf"^{prec}\s+(\d+)\s+{num}\s+{num}\s+{num}x\s+{num}\s+{num}\s+(\S+)\s+(\S+)$", table, re.M)
+        assert row, f"no table row for {prec}:\n{table}"
+        printed[prec] = row
+        assert int(row[1]) > 0 and float(row[2]) > 0 and float(row[3]) > 0, row[0]
+    fp32 = printed["fp32"]
+    assert float(fp32[4]) == 1.0 and float(fp32[5]) == 0 and float(fp32[6]) == 0, fp32[0]
+    for prec in ("fp16", "int8"):
+        row = printed[prec]
+        assert row[7] == "ok", row[0]
+        assert re.fullmatch(r"\d+\.\d%", row[8]) and float(row[8][:-1]) >= 50, row[0]
+    assert int(printed["int8"][1]) > int(fp32[1]), "the int8 graph has no Q/DQ nodes"
+    ratio = re.search(r"^fp16/fp32 latency ([\d.]+)x\s+int8/fp32 latency ([\d.]+)x$", table, re.M)
+    assert ratio and float(ratio[1]) > 0 and float(ratio[2]) > 0, f"no ratio line:\n{table}"
+    calib = re.search(r"^int8 calibration: minmax on .*RANDOM data.*: ([\d.]+) s$", table, re.M)
+    assert calib, f"no calibration line:\n{table}"
+
+    data = json.loads(out.read_text())
+    rows = {r["precision"]: r for r in data["rows"]}
+    assert set(rows) == {"fp32", "fp16", "int8"} and {r["model"] for r in data["rows"]} == {"cnn_nhwc"}
+    for prec, r in rows.items():
+        row = printed[prec]
+        assert r["error"] is None and r["note"] is None, r
+        assert r["nodes"] == int(row[1]) and len(r["latency_runs_ms"]) == 1, r
+        assert f"{r['median_ms']:.3f}" == row[2] and f"{r['min_ms']:.3f}" == row[3], r
+        assert f"{r['ratio']:.2f}" == row[4] and f"{r['max_abs']:.2e}" == row[5] and f"{r['max_rel']:.2e}" == row[6]
+    assert rows["fp32"]["max_abs"] == 0 and rows["fp32"]["ratio"] == 1.0
+    for prec in ("fp16", "int8"):
+        assert rows[prec]["within_tolerance"] is True and f"{rows[prec]['top1'] * 100:.1f}%" == printed[prec][8]
+    assert rows["int8"]["calibration_s"] > 0 and rows["int8"]["calibration"]["random_data"] is True
+    assert rows["int8"]["calibration"]["reused_cache"] is False
