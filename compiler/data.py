@@ -155,13 +155,7 @@ def _directory(ctx: _Context, spec: str, path: Path, limit: int | None) -> Sampl
     feeds = []
     for f in files:
         label = f"file '{f}'"
-        if f.suffix.lower() == ".npy":
-            if len(ctx.inputs) != 1:
-                raise ctx.fail(f"{label} is a .npy file (one array) but the model has {len(ctx.inputs)} inputs "
-                               f"({ctx.names})", "save each sample with numpy.savez, one array per input name")
-            raw = {ctx.inputs[0].name: _load(ctx, f, label)}
-        else:
-            raw = _load(ctx, f, label)
+        raw = _arrays(ctx, f, label, "save each sample with numpy.savez, one array per input name")
         feed = {}
         for name, arr in _named(ctx, raw, label).items():
             t = _spec(ctx, name)
@@ -172,15 +166,20 @@ def _directory(ctx: _Context, spec: str, path: Path, limit: int | None) -> Sampl
     return _samples(feeds, source, random=False)
 
 
+def _arrays(ctx: _Context, path: Path, label: str, fix: str) -> dict:
+    """A .npz file's arrays by name, or a .npy file's one array under the single input's name."""
+    if path.suffix.lower() != ".npy":
+        return _load(ctx, path, label)
+    if len(ctx.inputs) != 1:
+        raise ctx.fail(f"{label} is a .npy file (one array) but the model has {len(ctx.inputs)} inputs "
+                       f"({ctx.names})", fix)
+    return {ctx.inputs[0].name: _load(ctx, path, label)}
+
+
 def _array_file(ctx: _Context, spec: str, path: Path, limit: int | None) -> Samples:
     label = f"file '{spec}'"
-    if path.suffix.lower() == ".npy":
-        if len(ctx.inputs) != 1:
-            raise ctx.fail(f"{label} is a .npy file (one array) but the model has {len(ctx.inputs)} inputs "
-                           f"({ctx.names})", "save the samples with numpy.savez, one array per input name")
-        arrays = {ctx.inputs[0].name: _load(ctx, path, label)}
-    else:
-        arrays = _named(ctx, _load(ctx, path, label), label)
+    arrays = _named(ctx, _arrays(ctx, path, label, "save the samples with numpy.savez, one array per input name"),
+                    label)
     counts = {name: _sample_count(ctx, name, arr, label) for name, arr in arrays.items()}
     if len(set(counts.values())) > 1:
         found = ", ".join(f"{n} for '{k}'" for k, n in counts.items())

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 
-from .infra import Pass, PassContext, PassError, PassResult
+from .infra import Pass, PassContext, PassError, PassResult, first_time
 
 
 class FreezeInputShapes(Pass):
     name = "freeze_input_shapes"
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
-        if ctx.state.get(self.name):
+        if not first_time(ctx, self.name):
             return PassResult(changed=False)
-        ctx.state[self.name] = True
         inputs = {t.name: t for t in graph.inputs}
         unknown = sorted(set(ctx.input_shapes) - set(inputs))
         if unknown:

@@ -59,6 +59,14 @@ class PassContext:
     int8_skip: tuple[str, ...] = ()  # op types or node names left in float (--int8-skip)
 
 
+def first_time(ctx: PassContext, name: str) -> bool:
+    """For passes that act once per run (the manager repeats the pipeline): True the first time only."""
+    if ctx.state.get(name):
+        return False
+    ctx.state[name] = True
+    return True
+
+
 class Pass:
     """Subclasses set ``name`` (== their file name) and implement ``run``."""
 

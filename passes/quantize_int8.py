@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from .infra import Pass, PassContext, PassError, PassResult
+from .infra import Pass, PassContext, PassError, PassResult, first_time
 from .to_fp16 import export, node_precision, replace_graph, split_keep
 
 INT8_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
@@ -57,9 +57,8 @@ class QuantizeInt8(Pass):
     name = "quantize_int8"
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
-        if ctx.state.get(self.name):
+        if not first_time(ctx, self.name):
             return PassResult(False)
-        ctx.state[self.name] = True
         skip_ops, skip_nodes = split_keep(graph, ctx.int8_skip)
         ops = [op for op in INT8_OPS if op not in skip_ops]
         targets = quantizable(graph, ctx.int8_skip)

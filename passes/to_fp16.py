@@ -31,7 +31,7 @@ from __future__ import annotations
 import onnx
 import onnx_graphsurgeon as gs
 
-from .infra import Pass, PassContext, PassError, PassResult
+from .infra import Pass, PassContext, PassError, PassResult, first_time
 
 KEEP_FP32 = ("Exp", "Log", "Pow", "Softplus", "Softmax", "LogSoftmax", "ReduceSum", "ReduceSumSquare", "ReduceL1",
              "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceProd", "LpNormalization", "LayerNormalization",
@@ -138,9 +138,8 @@ class ToFp16(Pass):
     name = "to_fp16"
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
-        if ctx.state.get(self.name):
+        if not first_time(ctx, self.name):
             return PassResult(False)
-        ctx.state[self.name] = True
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
         keep_ops, keep_nodes = split_keep(graph, ctx.keep_fp32)

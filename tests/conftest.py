@@ -31,6 +31,18 @@ COMPILABLE = {
 }
 
 
+def fixture_input_shapes(name: str) -> dict[str, tuple[int, ...]]:
+    """The shapes a fixture runs with: its golden inputs' shapes, else its --input-shapes flag (or none)."""
+    from compiler.config import parse_shapes
+
+    path = GOLDEN / f"{name}.npz"
+    if path.is_file():
+        data = np.load(path)
+        return {k[3:]: tuple(data[k].shape) for k in data.files if k.startswith("in:")}
+    flags = COMPILABLE[name]
+    return parse_shapes(flags[flags.index("--input-shapes") + 1]) if "--input-shapes" in flags else {}
+
+
 def golden(name: str) -> tuple[dict, dict]:
     data = np.load(GOLDEN / f"{name}.npz")
     ins = {k[3:]: data[k] for k in data.files if k.startswith("in:")}

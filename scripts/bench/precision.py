@@ -177,25 +177,16 @@ def _shapes_of(path: Path, given: Shapes, label: str) -> Shapes:
 
 
 def fixture_models(names: list[str], workdir: Path) -> list[Model]:
-    import numpy as np
 
     from compiler.api import export_model
-    from compiler.config import parse_shapes
-    from tests.conftest import COMPILABLE, FIXTURES, GOLDEN
+    from tests.conftest import COMPILABLE, FIXTURES, fixture_input_shapes
 
     unknown = sorted(set(names) - set(COMPILABLE))
     if unknown:
         raise BadInput(f"unknown fixture(s) {', '.join(unknown)}; fix: choose from {', '.join(COMPILABLE)}")
     models = []
     for name in names:
-        flags = COMPILABLE[name]
-        given: Shapes = {}
-        golden = GOLDEN / f"{name}.npz"
-        if golden.is_file():
-            data = np.load(golden)
-            given = {k[3:]: tuple(data[k].shape) for k in data.files if k.startswith("in:")}
-        elif "--input-shapes" in flags:
-            given = parse_shapes(flags[flags.index("--input-shapes") + 1])
+        given: Shapes = fixture_input_shapes(name)
         print(f"exporting fixture {name} ...", flush=True)
         path = export_model(FIXTURES / name, workdir / f"{name}.onnx").path
         models.append(Model(name, path, _shapes_of(path, given, name)))
