@@ -332,8 +332,8 @@ def apply_precision(fp32_path: Path, out: Path, cfg: PrecisionConfig, samples=No
             ranges, result.calibration = int8_ranges(model, cfg, calib_samples, cache)
         else:
             ranges = {}
-            result.notices.append(f"precision: no {'/'.join(INT8_OPS)} node to quantize, so the int8 graph is the "
-                                  "float32 graph")
+            result.notices.append(f"precision: no {'/'.join(INT8_OPS)} node with a constant weight to quantize, so "
+                                  "the int8 graph is the float32 graph")
             calib_samples = None
         if calib_samples is not None and calib_samples.random:
             result.notices.append(f"precision: INT8 calibrated on RANDOM data ({calib_samples.source}): the scales do not "

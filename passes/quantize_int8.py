@@ -10,9 +10,8 @@ TensorRT:
   scales through pooling and data movement itself); a MatMul of two
   activations stays float;
 * weights: symmetric int8, per output channel (axis 0 for Conv, 1 for MatMul),
-  stored as int8 initializers behind a DequantizeLinear; if any MatMul's
-  weight is not 2-D (a batched weight), MatMuls get one scale per tensor, the
-  only form onnxruntime's int8 MatMul accepts there;
+  stored as int8 initializers behind a DequantizeLinear; a MatMul whose weight
+  is not 2-D (batched) stays float;
 * outputs of those layers are not quantized (TensorRT does it where the next
   layer reads int8);
 * activations: symmetric int8 (zero point 0), one scale per tensor, from the
@@ -47,10 +46,13 @@ QDQ_OPTIONS = {
 def quantizable(graph: gs.Graph, skip: tuple[str, ...] = ()) -> list[str]:
     """Names of the nodes this pass would quantize, given ``--int8-skip`` entries: the weighted layers (a constant
     weight, input 1). A MatMul of two activations (attention's Q·Kᵀ) stays float: both operands would get one
-    scale each from calibration alone, which on the fixtures doubles the error for little speed."""
+    scale each from calibration alone, which on the fixtures doubles the error for little speed. So does a
+    MatMul with a batched (not 2-D) weight: per-column scales need a 2-D weight, and onnxruntime's int8
+    MatMul kernels reject the per-channel form the quantizer gives it."""
     skip_ops, skip_nodes = split_keep(graph, skip)
     return [n.name for n in graph.nodes if n.op in INT8_OPS and n.op not in skip_ops and n.name not in skip_nodes
-            and len(n.inputs) > 1 and isinstance(n.inputs[1], gs.Constant)]
+            and len(n.inputs) > 1 and isinstance(n.inputs[1], gs.Constant)
+            and (n.op != "MatMul" or len(n.inputs[1].shape) == 2)]
 
 
 class QuantizeInt8(Pass):
@@ -73,15 +75,8 @@ class QuantizeInt8(Pass):
         ranges = TensorsData(CalibrationMethod.MinMax,
                              {name: TensorData(lowest=np.float32(lo), highest=np.float32(hi))
                               for name, (lo, hi) in ctx.int8_ranges.items()})
-        options = dict(QDQ_OPTIONS)
-        batched = sorted(n.name for n in graph.nodes if n.name in targets and n.op == "MatMul"
-                         and len(n.inputs[1].shape) != 2)
-        if batched:
-            # Per-column scales exist for a 2-D weight only; a batched weight gets one scale per tensor
-            # (onnxruntime's int8 MatMul kernel rejects anything else).
-            options["QDQOpTypePerChannelSupportToAxis"] = {}
         quantizer = QDQQuantizer(export(graph), True, False, QuantType.QInt8, QuantType.QInt8, ranges, targets,
-                                 sorted(skip_nodes), ops, options)
+                                 sorted(skip_nodes), ops, dict(QDQ_OPTIONS))
         quantizer.quantize_model()
         before = {n.name for n in graph.nodes}
         replace_graph(graph, quantizer.model.model)
@@ -89,5 +84,4 @@ class QuantizeInt8(Pass):
         quantized = sorted(n for n in targets if precision.get(n) == "int8")
         added = sum(n.name not in before for n in graph.nodes)
         return PassResult(added > 0, {"quantized": len(quantized), "left_float": sorted(set(targets) - set(quantized)),
-                                      "matmul_per_tensor": batched,
                                       "skipped": sorted(skip_nodes | {n.name for n in graph.nodes if n.op in skip_ops})})
