@@ -44,6 +44,7 @@ def _exact_in_fp16() -> frozenset:
 class PrecisionResult:
     mode: str
     ops: dict = field(default_factory=dict)  # precision -> {op: count}
+    nodes: dict = field(default_factory=dict)  # node name -> precision it runs in
     kept_fp32: list = field(default_factory=list)  # [{"node", "op", "reason"}]
     records: list = field(default_factory=list)  # PassRecord
     calibration: dict | None = None
@@ -51,12 +52,13 @@ class PrecisionResult:
     notices: list = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {"mode": self.mode, "ops": self.ops, "kept_fp32": self.kept_fp32, "calibration": self.calibration,
+        return {"mode": self.mode, "ops": self.ops, "nodes": self.nodes, "kept_fp32": self.kept_fp32, "calibration": self.calibration,
                 "auto_mixed": self.auto_mixed, "passes": [r.to_json() for r in self.records]}
 
 
-def precision_summary(model: onnx.ModelProto) -> dict:
-    """{precision: {op: count}} over the float nodes of ``model`` (see ``passes.to_fp16.node_precision``)."""
+def precision_summary(model: onnx.ModelProto) -> tuple[dict, dict]:
+    """({precision: {op: count}}, {node: precision}) over the float nodes of ``model``
+    (see ``passes.to_fp16.node_precision``)."""
     import onnx_graphsurgeon as gs
 
     from passes.to_fp16 import node_precision
@@ -64,10 +66,11 @@ def precision_summary(model: onnx.ModelProto) -> dict:
     graph = gs.import_onnx(model)
     ops = {n.name: n.op for n in graph.nodes}
     table: dict[str, dict[str, int]] = {}
-    for name, prec in node_precision(graph).items():
+    nodes = node_precision(graph)
+    for name, prec in nodes.items():
         row = table.setdefault(prec, {})
         row[ops[name]] = row.get(ops[name], 0) + 1
-    return {p: dict(sorted(r.items())) for p, r in sorted(table.items())}
+    return {p: dict(sorted(r.items())) for p, r in sorted(table.items())}, nodes
 
 
 def _run_passes(model: onnx.ModelProto, passes, ctx):
@@ -355,7 +358,7 @@ def apply_precision(fp32_path: Path, out: Path, cfg: PrecisionConfig, samples=No
     except onnx.checker.ValidationError as e:
         raise PrecisionError(f"the {cfg.mode} graph is not valid ONNX: {str(e).splitlines()[0][:300]}",
                              "report this with the model; meanwhile use --precision fp32") from None
-    result.ops = precision_summary(converted)
+    result.ops, result.nodes = precision_summary(converted)
     with atomic_output(Path(out), f"{cfg.mode} ONNX model") as tmp:
         onnx.save(converted, str(tmp))
     inputs, outputs = io_specs(converted)

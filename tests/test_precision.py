@@ -309,6 +309,7 @@ def test_compile_int8_from_each_kind_of_calibration_data(capsys, tmp_path, kind)
     assert seams["fp32→int8"]["passed"] and seams["optimized→engine"]["passed"]
     assert seams["fp32→int8"]["outputs"]["output_0"]["top1_rows"] == 16
     assert report["precision"]["ops"]["int8"] == {"Conv": 2, "MatMul": 1}
+    assert list(report["precision"]["nodes"].values()).count("int8") == 3
     assert (tmp_path / "cnn.engine.calib.json").is_file()
     # The three sources hold the same samples: one data digest, whichever form carried it.
     digest = json.loads((tmp_path / "cnn.engine.calib.json").read_text())["data_digest"]
