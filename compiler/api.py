@@ -211,14 +211,11 @@ def _validate(reference: Path, candidate: Path, seam: str, cfg: ValidateConfig, 
 
 def _seam_samples(samples, info: ModelInfo, inputs, shapes, cfg: ValidateConfig, random_count: int):
     """The samples one seam runs on, in its reference's interface (see ``_validate``), or None."""
-    from dataclasses import replace
-
     from .data import load_samples
     from .interface import Interface
 
     if samples is not None and {t.name for t in info.inputs} == set(samples.feeds[0]):
-        change = Interface.from_json(info.interface)
-        return replace(samples, feeds=tuple(change.feed(f) for f in samples)) if change else samples
+        return Interface.from_json(info.interface).feed_samples(samples)
     if random_count:
         return load_samples(None, inputs, shapes, what="validation", error=ValidationError, seed=cfg.seed,
                             random_count=max(random_count, cfg.iterations))
@@ -333,19 +330,14 @@ def _lower(optimized: OnnxArtifact, change, pcfg, vcfg: ValidateConfig, user_sam
     """Run the precision stage on the float32 ``optimized`` graph: the samples it needs (--auto-mixed: --data or
     seeded random; int8: --calib-data, else --data, else random), in the optimized graph's interface.
     Returns (artifact, PrecisionResult, calibration cache path or None)."""
-    from dataclasses import replace
-
     from .config import PRECISION_SEAM_SAMPLES, precision_seam
     from .data import load_samples
     from .errors import PrecisionError
     from .precision import apply_precision
 
-    def in_engine_layout(samples):
-        return replace(samples, feeds=tuple(change.feed(f) for f in samples)) if change and samples else samples
-
     samples = calib = None
     if pcfg.auto_mixed:
-        samples = in_engine_layout(user_samples) if user_samples is not None else load_samples(
+        samples = change.feed_samples(user_samples) if user_samples is not None else load_samples(
             None, optimized.inputs, engine_shapes, what="validation", seed=vcfg.seed,
             random_count=max(PRECISION_SEAM_SAMPLES, vcfg.iterations))
     if pcfg.mode == "int8":
@@ -357,7 +349,7 @@ def _lower(optimized: OnnxArtifact, change, pcfg, vcfg: ValidateConfig, user_sam
         else:
             calib = load_samples(None, pipeline_inputs, pass_shapes, what="calibration", error=PrecisionError,
                                  limit=pcfg.calib_samples, seed=vcfg.seed, random_count=pcfg.random_calib_samples)
-        calib = in_engine_layout(calib)
+        calib = change.feed_samples(calib)
     cache = (pcfg.calib_cache or out.with_name(out.name + ".calib.json")) if calib is not None else None
     art, result = apply_precision(optimized.path, precision_out, pcfg, samples, calib,
                                   vcfg.tolerances(precision_seam(pcfg.mode), pcfg.mode), cache)
@@ -393,18 +385,15 @@ def _precision_stage(optimized: OnnxArtifact, change, pcfg, vcfg: ValidateConfig
                      pass_shapes, engine_shapes, out: Path, workdir: Path, report: Report, rec):
     """Lower the float32 graph to ``pcfg.mode``; returns (artifact, its interface change) for the build."""
     from .config import precision_seam
-    from .interface import read as interface_of
-    from .onnxutil import load, op_histogram
 
     art, result, cache = _lower(optimized, change, pcfg, vcfg, user_samples, pipeline_inputs, pass_shapes,
                                 engine_shapes, out, workdir / f"model.{pcfg.mode}.onnx")
-    lowered = load(art.path)
     report.precision = result.to_json() | {"tolerances": dict(zip(("atol", "rtol"),
                                                                    vcfg.tolerances(precision_seam(pcfg.mode),
                                                                                    pcfg.mode))),
                                            "atol_scaled_by_peak": True}
     report.notices.extend(result.notices)
-    report.set_graph(pcfg.mode, op_histogram(lowered))
+    report.set_graph(pcfg.mode, result.op_histogram)
     report.intermediates[pcfg.mode] = str(art.path)
     if cache is not None:
         report.intermediates["calibration_cache"] = str(cache)
@@ -412,7 +401,7 @@ def _precision_stage(optimized: OnnxArtifact, change, pcfg, vcfg: ValidateConfig
     ops = result.ops
     rec.note = ", ".join(f"{sum(v.values())} node(s) {k}" for k, v in ops.items()) + \
         (f"; {kept} kept in fp32" if kept else "")
-    return art, interface_of(lowered)
+    return art, result.io_change
 
 
 def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, workdir: Path,
@@ -422,7 +411,7 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
     from .backends import resolve_backend
     from .onnxutil import load, op_histogram
     from .interface import read as interface_of
-    from .config import PRECISION_SEAM_SAMPLES, precision_seam
+    from .config import PRECISION_SEAM_SAMPLES, lowers, precision_seam
     from .validate import DEFAULT_FIX, SEAM_FIXES, PassNumericsCheck, quiet_polygraphy, resolve_shapes
 
     quiet_polygraphy()
@@ -545,9 +534,8 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
                 seams.append((engine_source.path, tmp_engine, "optimized→engine", (engine_label, f"engine ({backend})"),
                               engine_shapes))
                 for ref, cand, seam, labels, seam_shapes in seams:
-                    lowered = pcfg.mode != "fp32" and seam in (pseam, "optimized→engine")
                     result = _validate(ref, cand, seam, vcfg, seam_shapes, vcfg.tolerances(seam, pcfg.mode),
-                                       cfg.export, labels, known, user_samples, scaled=lowered,
+                                       cfg.export, labels, known, user_samples, scaled=lowers(seam, pcfg.mode),
                                        random_count=PRECISION_SEAM_SAMPLES if seam == pseam else 0)
                     report.validation.append(result)
                     report.notices.extend(f"validation {seam}: {w}" for w in result.warnings)

@@ -166,7 +166,7 @@ class ValidateConfig:
     def tolerances(self, seam: str, precision: str = "fp32") -> tuple[float, float]:
         """(atol, rtol) for ``seam``; a seam that lowers precision, or an engine built from a lowered graph,
         gets the precision's (see PRECISION_TOLERANCES), the others their own."""
-        if precision != "fp32" and (seam == precision_seam(precision) or seam == "optimized→engine"):
+        if lowers(seam, precision):
             atol, rtol = PRECISION_TOLERANCES[precision]
         else:
             atol, rtol = DEFAULT_TOLERANCES.get(seam, DEFAULT_TOLERANCES["validate"])
@@ -175,6 +175,11 @@ class ValidateConfig:
 
 def precision_seam(precision: str) -> str:
     return f"fp32→{precision}"
+
+
+def lowers(seam: str, precision: str) -> bool:
+    """True for the seams that see lowered precision: the one lowering it, and the engine built from it."""
+    return precision != "fp32" and seam in (precision_seam(precision), "optimized→engine")
 
 
 @dataclass(frozen=True)

@@ -63,10 +63,9 @@ def fp16_storage(model: onnx.ModelProto) -> onnx.ModelProto:
             reconnect(inp.outputs, "inputs", inp, wide)
             added.append(gs.Node("Cast", attrs={"to": F32}, inputs=[inp], outputs=[wide]))
     for node in list(graph.nodes):
-        for attr in ("value",):  # ConstantOfShape's fill value
-            v = node.attrs.get(attr)
-            if isinstance(v, gs.Constant) and v.values.dtype == np.float16:
-                v.values = v.values.astype(np.float32)
+        fill = node.attrs.get("value")  # ConstantOfShape's fill value
+        if isinstance(fill, gs.Constant) and fill.values.dtype == np.float16:
+            fill.values = fill.values.astype(np.float32)
         if node.op == "Cast" and node.attrs.get("to") == F16:
             node.attrs["to"] = F32
         for i, out in enumerate(list(node.outputs)):
@@ -85,10 +84,6 @@ def fp16_storage(model: onnx.ModelProto) -> onnx.ModelProto:
             graph.nodes.append(added_cast)
             out.name, edge.name = f"{out.name}__fp32_out", out.name
             graph.outputs[i] = edge
-    for t in graph.tensors().values():
-        if isinstance(t, gs.Variable) and t.dtype == np.float16 and t not in graph.inputs and t not in graph.outputs \
-                and not (t.inputs and t.inputs[0].op == "Cast"):
-            t.dtype = np.float32
     graph.toposort()
     result = gs.export_onnx(graph, do_type_check=False)
     result.ir_version = model.ir_version

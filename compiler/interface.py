@@ -50,6 +50,13 @@ class Interface:
             out[name] = value
         return out
 
+    def feed_samples(self, samples):
+        """``compiler.data.Samples`` in the reference's interface, moved into the candidate's (``feed`` on each)."""
+        from dataclasses import replace
+
+        return replace(samples, feeds=tuple(self.feed(f) for f in samples)) if self and samples is not None \
+            else samples
+
     def results(self, outputs: dict) -> OrderedDict:
         """The candidate's outputs, transformed back into the reference's layout and dtypes."""
         out = OrderedDict()

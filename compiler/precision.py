@@ -27,7 +27,7 @@ import onnx
 
 from . import interface
 from .artifacts import OnnxArtifact, atomic_output, write_text_atomic
-from .config import PRECISION_MIN_AGREEMENT, PrecisionConfig, ValidateConfig
+from .config import PRECISION_MIN_AGREEMENT, PrecisionConfig
 from .errors import PrecisionError
 
 CACHE_VERSION = 1
@@ -50,6 +50,8 @@ class PrecisionResult:
     calibration: dict | None = None
     auto_mixed: dict | None = None
     notices: list = field(default_factory=list)
+    io_change: interface.Interface = field(default_factory=interface.Interface)  # lowered graph IO vs the exported
+    op_histogram: dict = field(default_factory=dict)  # op -> count in the lowered graph
 
     def to_json(self) -> dict:
         return {"mode": self.mode, "ops": self.ops, "nodes": self.nodes, "kept_fp32": self.kept_fp32, "calibration": self.calibration,
@@ -120,6 +122,7 @@ def cache_key(model_bytes: bytes, data_digest: str, cfg: PrecisionConfig) -> str
 
 def calibrate(model_bytes: bytes, samples, method: str, percentile: float) -> dict[str, tuple[float, float]]:
     """Per-tensor (low, high) ranges from onnxruntime's calibrator of ``method`` over ``samples``."""
+    import onnxruntime
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, create_calibrator
 
     from passes.quantize_int8 import INT8_OPS
@@ -136,8 +139,6 @@ def calibrate(model_bytes: bytes, samples, method: str, percentile: float) -> di
     options = {"symmetric": True}
     if method == "percentile":
         options["percentile"] = percentile
-    import onnxruntime
-
     onnxruntime.set_default_logger_severity(3)  # the calibrator's sessions warn about initializers they drop
     with tempfile.TemporaryDirectory(prefix="tf2trt-calib-") as tmp:
         src = Path(tmp) / "model.onnx"
@@ -311,7 +312,7 @@ def apply_precision(fp32_path: Path, out: Path, cfg: PrecisionConfig, samples=No
     ``calib_samples`` drive INT8 calibration, cached in ``cache``. Returns
     (OnnxArtifact, PrecisionResult).
     """
-    from .onnxutil import io_specs, load
+    from .onnxutil import io_specs, load, op_histogram
 
     model = load(Path(fp32_path))
     result = PrecisionResult(cfg.mode)
@@ -345,49 +346,23 @@ def apply_precision(fp32_path: Path, out: Path, cfg: PrecisionConfig, samples=No
     else:
         raise PrecisionError(f"precision '{cfg.mode}' needs no precision stage", "use fp16 or int8")
     result.records = records
+    result.ops, result.nodes = precision_summary(converted)
     for r in records:
         if r.name == "to_fp16" and r.changed:
-            result.kept_fp32 = _really_fp32(converted, r.stats.get("kept_fp32", []))
+            # Block-list entries that hold float data (a blocked Range over int64 runs in no float precision).
+            result.kept_fp32 = [k for k in r.stats.get("kept_fp32", []) if result.nodes.get(k["node"]) == "fp32"]
     if result.auto_mixed:
         result.kept_fp32 += [k | {"reason": "--auto-mixed"} for k in result.auto_mixed["kept_fp32"]]
     # The interface record stays relative to the exported model: compose the float32 model's with this stage's.
-    change = interface.compose(interface.read(model), interface.diff(model, converted, {}))
-    interface.write(converted, change)
+    result.io_change = interface.compose(interface.read(model), interface.diff(model, converted, {}))
+    interface.write(converted, result.io_change)
     try:
         onnx.checker.check_model(converted)
     except onnx.checker.ValidationError as e:
         raise PrecisionError(f"the {cfg.mode} graph is not valid ONNX: {str(e).splitlines()[0][:300]}",
                              "report this with the model; meanwhile use --precision fp32") from None
-    result.ops, result.nodes = precision_summary(converted)
+    result.op_histogram = op_histogram(converted)
     with atomic_output(Path(out), f"{cfg.mode} ONNX model") as tmp:
         onnx.save(converted, str(tmp))
     inputs, outputs = io_specs(converted)
     return OnnxArtifact(Path(out), inputs, outputs), result
-
-
-def _really_fp32(model: onnx.ModelProto, kept: list[dict]) -> list[dict]:
-    """The block-list entries that hold float data (a blocked Range over int64 runs in no float precision)."""
-    import onnx_graphsurgeon as gs
-
-    from passes.to_fp16 import node_precision
-
-    prec = node_precision(gs.import_onnx(model))
-    return [k for k in kept if prec.get(k["node"]) == "fp32"]
-
-
-def validation_samples(vcfg: ValidateConfig, inputs, shapes, count: int):
-    """The samples a precision seam and --auto-mixed use: --data, else ``count`` seeded random feeds."""
-    from .data import load_samples
-    from .errors import ValidationError
-
-    return load_samples(vcfg.data, inputs, shapes, what="validation", error=ValidationError, seed=vcfg.seed,
-                        random_count=count)
-
-
-def calibration_samples(cfg: PrecisionConfig, vcfg: ValidateConfig, inputs, shapes):
-    """INT8 calibration samples: --calib-data, else --data, else seeded random (loudly)."""
-    from .data import load_samples
-
-    spec = cfg.calib_data or vcfg.data
-    return load_samples(spec, inputs, shapes, what="calibration", error=PrecisionError, limit=cfg.calib_samples,
-                        seed=vcfg.seed, random_count=cfg.random_calib_samples)

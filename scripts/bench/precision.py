@@ -55,7 +55,7 @@ made float32, NCHW IO). ``max abs`` and ``max rel`` are the largest |fp32 - x| a
 fp32 value is 0 and x is not; the JSON writes it as the string "inf"). ``tol`` is ``ok`` when every
 element meets the documented tolerance of compiler.config.PRECISION_TOLERANCES (fp16: atol 1e-2 /
 rtol 1e-2, int8: 5e-2 / 5e-2) by the validation rule: |a - b| <= atol or |a - b| / |a| <= rtol, the atol scaled by the
-output's peak |value| where that exceeds 1 (compiler.validate.effective_atol, scaled=True);
+output's peak |value| where that exceeds 1 (compiler.precision.within, the seams' verdict);
 integer and boolean outputs must agree on 95% of their elements (PRECISION_MIN_AGREEMENT, the
 seams' rule). ``top-1``: for each classifier-like output
 (float, rank 2, at least 2 columns) the fraction of rows whose argmax agrees with fp32's
@@ -294,8 +294,9 @@ def measure_errors(rows: dict[str, Row], samples) -> None:
     """max abs/rel error, tolerance verdict and top-1 of fp16/int8 against fp32, all run as written."""
     import numpy as np
 
-    from compiler.config import PRECISION_MIN_AGREEMENT, PRECISION_TOLERANCES
-    from compiler.validate import effective_atol, top1_agreement
+    from compiler.config import PRECISION_TOLERANCES
+    from compiler.precision import within
+    from compiler.validate import top1_agreement
 
     ref_graph = Graph(Path(rows["fp32"].path), optimized=False)
     reference = [ref_graph.run(s) for s in samples]
@@ -312,7 +313,6 @@ def measure_errors(rows: dict[str, Row], samples) -> None:
             if prec != "fp32":
                 row.tolerance = {"atol": atol, "rtol": rtol, "atol_scaled_by_peak": True}
             worst_abs = worst_rel = 0.0
-            ok = True
             top1 = []
             for name in names:
                 missing = [i for i, c in enumerate(cands) if name not in c]
@@ -332,17 +332,13 @@ def measure_errors(rows: dict[str, Row], samples) -> None:
                     rel = np.where(err == 0, 0.0, err / np.abs(ref64))
                 worst_abs = max(worst_abs, float(np.nanmax(err)))
                 worst_rel = max(worst_rel, float(np.nanmax(rel)))
-                if refs[0].dtype.kind in "iub":  # the precision seams' rule for integer outputs
-                    ok &= bool(np.mean(ref64 == got64) >= PRECISION_MIN_AGREEMENT)
-                else:
-                    a = effective_atol(atol, ref64, scaled=True)
-                    ok &= bool(np.all((err <= a) | (rel <= rtol)))
                 agree, count = top1_agreement(refs, got)
                 if agree is not None:
                     top1.append((agree, count))
             row.max_abs, row.max_rel = worst_abs, worst_rel
-            if prec != "fp32":
-                row.within_tolerance = ok
+            if prec != "fp32":  # the precision seams' own verdict
+                row.within_tolerance = within([[r[n] for n in names] for r in reference],
+                                              [[c[n] for n in names] for c in cands], atol, rtol, scaled=True)
             if top1 and prec != "fp32":
                 row.top1, row.top1_rows = min(top1)
         except Exception as e:
