@@ -94,13 +94,84 @@ def cut_model(onnx_path: Path, out: Path, cfg: OptimizeConfig):
     return cut(Path(onnx_path), Path(out), cfg)
 
 
-def build_engine(onnx_path: Path, out: Path, cfg=None, shapes: dict[str, Shape] | None = None) -> EngineArtifact:
-    from .backends import build
+def build_engine(onnx_path: Path, out: Path, cfg=None, shapes: dict[str, Shape] | None = None,
+                 profile_samples=None, profiles=None) -> EngineArtifact:
+    """Build an engine from an ONNX file. ``shapes`` are the shapes it must run with (its validation shapes);
+    ``profile_samples`` (feeds) feed ``cfg.profile_strategy``; ``profiles`` (ShapeProfiles), when given, are
+    used as they are (compile resolves them up front). The optimization profiles used, and how they were
+    chosen, go into the artifact's summary."""
+    from .backends import build, resolve_backend
     from .config import BuildConfig
     from .onnxutil import io_specs, load
+    from .profiles import resolve_profiles
+    from .validate import resolve_shapes
 
+    cfg = cfg or BuildConfig()
+    tensorrt = resolve_backend(cfg.backend)[0] == "tensorrt"
     inputs, _ = io_specs(load(Path(onnx_path)))
-    return build(Path(onnx_path), Path(out), cfg or BuildConfig(), shapes=shapes, inputs=inputs)
+    run_shapes = dict(shapes) if shapes else None
+    if profiles:
+        from .profiles import check_profiles
+
+        check_profiles(inputs, profiles, run_shapes)
+        how = "given (--min/--opt/--max-shapes)" if cfg.profiles else f"{cfg.profile_strategy} over the samples"
+    elif not cfg.profiles and not cfg.profile_strategy and not tensorrt:
+        profiles, how = (), "none: onnxruntime runs any shape"
+    else:  # given or derived profiles are checked on every backend, so a CPU run catches their mistakes
+        if run_shapes is None and not cfg.profiles and not cfg.profile_strategy:
+            run_shapes = resolve_shapes(inputs, {}, 1)
+        sample_shapes = [{k: tuple(v.shape) for k, v in feed.items()} for feed in profile_samples or ()]
+        profiles, how = resolve_profiles(inputs, cfg.profiles, cfg.profile_strategy, sample_shapes, run_shapes)
+    art = build(Path(onnx_path), Path(out), cfg, profiles=profiles)
+    art.summary["profile_source"] = how
+    if not tensorrt:
+        ignored = cfg.tensorrt_only()
+        if profiles:
+            art.summary["profiles"] = [p.to_json() for p in profiles]
+        if ignored:
+            art.summary["ignored_options"] = ignored
+    return art
+
+
+def _model_profiles(cfg: CompileConfig, info: ModelInfo):
+    """(profiles in the model's own layout, cfg) for compile: explicit, or derived from --profile-data (else
+    --data) by --profile-strategy; () when neither. Inputs a profile lets vary are not frozen by the passes,
+    even when --input-shapes names them: there --input-shapes only sets the shapes validation runs with."""
+    from dataclasses import replace
+
+    from .profiles import derive_profiles
+
+    bcfg = cfg.build
+    profiles = tuple(bcfg.profiles)
+    if bcfg.profile_strategy:
+        samples = load_profile_samples(bcfg, info.inputs, {}, cfg.validate.seed, cfg.validate.data)
+        if samples is None:
+            from .errors import ConfigError
+
+            raise ConfigError(f"--profile-strategy {bcfg.profile_strategy} needs sample inputs to derive profiles "
+                              "from", "give --profile-data (or --data) with samples of the shapes the engine will see")
+        profiles = derive_profiles(info.inputs, [{k: tuple(v.shape) for k, v in f.items()} for f in samples],
+                                   bcfg.profile_strategy)
+    varying = {n for p in profiles for n in p.min if p.min[n] != p.max[n]}
+    frozen = {k: v for k, v in cfg.optimize.input_shapes.items() if k not in varying}
+    if frozen != cfg.optimize.input_shapes:
+        cfg = replace(cfg, optimize=replace(cfg.optimize, input_shapes=frozen))
+    return profiles, cfg
+
+
+def load_profile_samples(cfg, inputs: tuple[TensorSpec, ...], shapes: dict[str, Shape], seed: int = 0,
+                         fallback: str | None = None):
+    """The samples ``--profile-strategy`` derives profiles from: ``--profile-data``, else ``fallback``
+    (compile's --data), loaded with the one sample loader (compiler/data.py); None without a strategy."""
+    if not cfg.profile_strategy:
+        return None
+    spec = cfg.profile_data or fallback
+    if spec is None:
+        return None
+    from .data import load_samples
+    from .errors import ConfigError
+
+    return load_samples(spec, inputs, shapes, what="profile", error=ConfigError, seed=seed)
 
 
 def check_trt(model: Path, cfg: CompileConfig = CompileConfig(), trt_major: int = 10):
@@ -311,6 +382,8 @@ def compile_model(model: Path, out: Path, cfg: CompileConfig = CompileConfig(),
             _run_pipeline(model, out, cfg, report, workdir, observer, current)
         except CompilerError as e:
             report.error = {"stage": e.stage, "message": e.one_line(), "exit_code": e.exit_code}
+            if e.details is not None:
+                report.error["details"] = e.details
             raise
         except KeyboardInterrupt:
             report.error = {"stage": current[0], "message": "interrupted", "exit_code": 130}
@@ -425,7 +498,13 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
         info = inspect_model(model, cfg.export)
         report.safety = info.safety
         require_safe(info, cfg.export)
-        shapes = resolve_shapes(info.inputs, cfg.optimize.input_shapes, vcfg.batch)
+        given = dict(cfg.optimize.input_shapes)  # validation's shapes, even where a profile keeps them unfrozen
+        profiles, cfg = _model_profiles(cfg, info)
+        shapes = resolve_shapes(info.inputs, {**(dict(profiles[0].opt) if profiles else {}), **given}, vcfg.batch)
+        if profiles:
+            from .profiles import check_profiles
+
+            check_profiles(info.inputs, profiles, shapes)
         backend, notice = resolve_backend(cfg.build.backend)
         report.backend, report.backend_notice = backend, notice
         if notice:
@@ -507,9 +586,14 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
     with atomic_output(out, "engine") as tmp_engine:
         current[0] = "build"
         with _stage(report, "build", observer):
-            engine = build_engine(engine_source.path, tmp_engine, cfg.build, shapes)
+            # Profiles were set in the model's layout; the engine's inputs may be transposed (--inputs-as-nchw).
+            engine_profiles = tuple(p.map(engine_change.candidate_shape) for p in profiles) if profiles else None
+            engine = build_engine(engine_source.path, tmp_engine, cfg.build, engine_shapes, profiles=engine_profiles)
             report.engine = {"path": str(out), "backend": engine.backend, "format": engine.format,
                              **engine.summary}
+            if engine.summary.get("ignored_options"):
+                report.notices.append(f"TensorRT-only options ignored by the {engine.backend} backend: "
+                                      + ", ".join(engine.summary["ignored_options"]))
 
         current[0] = "validate"
         if not vcfg.enabled:

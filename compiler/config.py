@@ -116,14 +116,60 @@ class PrecisionConfig:
 BACKENDS = ("auto", "tensorrt", "onnxruntime")
 
 
+HARDWARE_COMPATIBILITY = ("none", "ampere+", "same-compute-capability")
+PROFILE_STRATEGIES = ("range", "optimal", "range+optimal")  # TF-TRT's; see compiler/profiles.py
+
+
 @dataclass(frozen=True)
 class BuildConfig:
+    """How the engine is built. Everything but ``backend`` concerns TensorRT only (see README, Backends)."""
+
     backend: str = "auto"
     workspace_mib: int | None = None  # TensorRT memory pool limit
+    profiles: tuple = ()  # explicit ShapeProfiles (--min/--opt/--max-shapes), in the engine's interface
+    profile_strategy: str | None = None  # derive profiles from --profile-data samples: range|optimal|range+optimal
+    profile_data: str | None = None  # samples for the strategy (compiler/data.py forms); None: --data
+    timing_cache: Path | None = None  # loaded when it exists, saved (atomically) after a successful build
+    builder_opt_level: int | None = None  # 0..5, TensorRT's default (3) when None
+    plugins: tuple[Path, ...] = ()  # plugin libraries loaded before parsing (and again by `run`/`bench`)
+    version_compatible: bool = False  # runs on later TensorRT versions of the same major
+    exclude_lean_runtime: bool = False  # version-compatible plan without the lean runtime (smaller)
+    hardware_compatibility: str = "none"  # none | ampere+ | same-compute-capability
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
             raise ConfigError(f"unknown backend '{self.backend}'", f"use one of {', '.join(BACKENDS)}")
+        if self.workspace_mib is not None and self.workspace_mib < 1:
+            raise ConfigError(f"--workspace must be at least 1 MiB, not {self.workspace_mib}", "give a size in MiB")
+        if self.builder_opt_level is not None and not 0 <= self.builder_opt_level <= 5:
+            raise ConfigError(f"--builder-opt-level must be 0..5, not {self.builder_opt_level}",
+                              "use 0 (fastest build) to 5 (most tuning); TensorRT's default is 3")
+        if self.hardware_compatibility not in HARDWARE_COMPATIBILITY:
+            raise ConfigError(f"unknown hardware compatibility '{self.hardware_compatibility}'",
+                              f"use one of {', '.join(HARDWARE_COMPATIBILITY)}")
+        if self.exclude_lean_runtime and not self.version_compatible:
+            raise ConfigError("--exclude-lean-runtime needs --version-compatible", "add --version-compatible")
+        if self.profile_strategy is not None and self.profile_strategy not in PROFILE_STRATEGIES:
+            raise ConfigError(f"unknown profile strategy '{self.profile_strategy}'",
+                              f"use one of {', '.join(PROFILE_STRATEGIES)}")
+        if self.profile_strategy and self.profiles:
+            raise ConfigError("--profile-strategy and --min/--max-shapes both define the optimization profiles",
+                              "use one: explicit shapes, or a strategy over --profile-data samples")
+        if self.profile_data and not self.profile_strategy:
+            raise ConfigError("--profile-data needs --profile-strategy", "add --profile-strategy range (or "
+                              "optimal, range+optimal)")
+        for lib in self.plugins:
+            if not Path(lib).is_file():
+                raise ConfigError(f"plugin library '{lib}' does not exist", "give the path to the plugin's .so file")
+
+    def tensorrt_only(self) -> list[str]:
+        """The TensorRT-only options set here (to say they were ignored when onnxruntime builds)."""
+        used = {"--workspace": self.workspace_mib, "--min/--max-shapes": self.profiles,
+                "--profile-strategy": self.profile_strategy, "--timing-cache": self.timing_cache,
+                "--builder-opt-level": self.builder_opt_level is not None, "--plugins": self.plugins,
+                "--version-compatible": self.version_compatible,
+                "--hardware-compatibility": self.hardware_compatibility != "none"}
+        return [flag for flag, value in used.items() if value]
 
 
 # Default tolerances per seam. TF and onnxruntime run different kernels, so the

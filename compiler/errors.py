@@ -14,9 +14,10 @@ class CompilerError(Exception):
     stage = "compile"
     exit_code = 1
 
-    def __init__(self, cause: str, fix: str | None = None, *, stage: str | None = None):
+    def __init__(self, cause: str, fix: str | None = None, *, stage: str | None = None, details=None):
         self.cause = cause.rstrip(".")
         self.fix = fix
+        self.details = details  # structured detail for the report (e.g. every parser error), beyond the one line
         if stage is not None:
             self.stage = stage
         super().__init__(self.one_line())

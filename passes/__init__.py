@@ -16,7 +16,8 @@ from .quantize_int8 import QuantizeInt8
 from .rewrite_tensorrt import RewriteTensorRT
 from .to_fp16 import ToFp16
 from .user_rules import UserRules
-from .infra import Pass, PassBug, PassContext, PassError, PassManager, PassRecord, PassResult, fingerprint
+from .infra import (PROVENANCE_KEY, Pass, PassBug, PassContext, PassError, PassManager, PassRecord, PassResult,
+                    fingerprint, provenance)
 
 ALL_PASSES: dict[str, type[Pass]] = {
     cls.name: cls for cls in (FreezeInputShapes, LayoutIO, InferShapes, FoldConstants, UserRules,
@@ -67,7 +68,7 @@ def build_pipeline(names: tuple[str, ...] | None = None, skip: tuple[str, ...] =
     return [p for p in pipeline if p.name not in skip]
 
 
-__all__ = ["ALL_PASSES", "PRECISION_PASSES", "CleanupCasts", "CleanupToposort", "EliminateTransposes", "FoldConstants", "FreezeInputShapes",
+__all__ = ["ALL_PASSES", "PRECISION_PASSES", "PROVENANCE_KEY", "CleanupCasts", "CleanupToposort", "EliminateTransposes", "FoldConstants", "FreezeInputShapes",
            "FuseIntoConv", "InferShapes", "LayoutIO", "Pass", "PassBug", "PassContext", "PassError", "PassManager",
            "PassRecord", "PassResult", "QuantizeInt8", "RewriteTensorRT", "ToFp16", "UserRules", "build_pipeline", "default_pipeline",
-           "fingerprint"]
+           "fingerprint", "provenance"]

@@ -9,6 +9,7 @@ pass that breaks semantics is named rather than guessed.
 """
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,6 +24,36 @@ Shape = tuple[int, ...]
 # IR version 3 requires every initializer to be listed as a graph input; onnx-graphsurgeon lists none, and
 # shape inference then cannot see the weights folding made. Version 4 only drops that rule.
 MIN_IR_VERSION = 4
+
+
+# Model metadata key under which the manager records which pass created each node (nodes the exporter made are
+# absent). It survives every later stage that keeps ONNX metadata (the precision passes, onnxruntime's ORT
+# format), so a build error or a divergent node can be traced back to the pass that made it.
+PROVENANCE_KEY = "tf2trt.provenance"
+
+
+def provenance(model: onnx.ModelProto) -> dict[str, str]:
+    """node name -> the pass that created it, as recorded in ``model``'s metadata ({} if none)."""
+    for prop in model.metadata_props:
+        if prop.key == PROVENANCE_KEY:
+            return {node: name for name, nodes in json.loads(prop.value).items() for node in nodes}
+    return {}
+
+
+def write_provenance(model: onnx.ModelProto, origin: dict[str, str]) -> None:
+    """Store ``origin`` (node -> pass) for the nodes ``model`` still has, grouped by pass."""
+    present = {n.name for n in model.graph.node}
+    grouped: dict[str, list[str]] = {}
+    for node, name in origin.items():
+        if node in present:
+            grouped.setdefault(name, []).append(node)
+    for i, prop in enumerate(list(model.metadata_props)):
+        if prop.key == PROVENANCE_KEY:
+            del model.metadata_props[i]
+            break
+    if grouped:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = PROVENANCE_KEY, json.dumps(grouped, sort_keys=True)
 
 
 class PassError(Exception):
@@ -201,9 +232,11 @@ class PassManager:
         if graph.ir_version is not None and graph.ir_version < MIN_IR_VERSION:
             graph.ir_version = MIN_IR_VERSION
         self._dump(graph, model, "input")
+        origin = provenance(model)
         for iteration in range(1, self.max_iterations + 1):
             round_changed = False
             for p in self.passes:
+                before_names = {n.name for n in graph.nodes}
                 before_ops = op_counts(graph)
                 before_fp = fingerprint(graph) if self.verify_changed else None
                 start = time.perf_counter()
@@ -224,9 +257,12 @@ class PassManager:
                                                result.stats))
                 if result.changed:
                     round_changed = True
+                    origin.update((n.name, p.name) for n in graph.nodes if n.name and n.name not in before_names)
                     self._dump(graph, model, p.name)
                     if self.check is not None:
                         self.check(self._export(graph, model), p.name)
             if not round_changed:
                 break
-        return self._export(graph, model)
+        result = self._export(graph, model)
+        write_provenance(result, origin)
+        return result

@@ -26,14 +26,14 @@ def resolve_backend(requested: str) -> tuple[str, str | None]:
                            "This is NOT a TensorRT engine.")
 
 
-def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig(), shapes: dict | None = None,
-          inputs: tuple = ()) -> EngineArtifact:
-    """Build ``out`` from ``onnx_path``. ``shapes``/``inputs`` size TensorRT's profile for dynamic inputs."""
+def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig(), profiles: tuple = ()) -> EngineArtifact:
+    """Build ``out`` from ``onnx_path``. ``profiles`` (checked ShapeProfiles, see compiler/profiles.py) are
+    TensorRT's optimization profiles; onnxruntime runs any shape and needs none."""
     backend, _ = resolve_backend(cfg.backend)
     if backend == "tensorrt":
         from . import tensorrt
 
-        return tensorrt.build(onnx_path, out, cfg, shapes=shapes, inputs=inputs)
+        return tensorrt.build(onnx_path, out, cfg, profiles=profiles)
     if backend == "onnxruntime":
         from . import onnxruntime
 
