@@ -14,11 +14,11 @@ import traceback
 from pathlib import Path
 
 from . import __version__
-from .config import (BACKENDS, CALIB_METHODS, PRECISIONS, BuildConfig, CompileConfig, ExportConfig, OptimizeConfig,
+from .config import (BACKENDS, CALIB_METHODS, HARDWARE_COMPATIBILITY, PRECISIONS, PROFILE_STRATEGIES, BuildConfig, CompileConfig, ExportConfig, OptimizeConfig,
                      PrecisionConfig, ValidateConfig, parse_names, parse_shapes)
 from .errors import EXIT_INTERRUPTED, CompilerError, ConfigError, InternalError
 
-SUBCOMMANDS = ("compile", "inspect", "export", "optimize", "build", "validate", "check-trt")
+SUBCOMMANDS = ("compile", "inspect", "export", "optimize", "build", "validate", "check-trt", "run", "bench")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -86,6 +86,42 @@ def _build_flags(p):
     g.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="auto: TensorRT when it and a GPU are present, else onnxruntime (CPU)")
     g.add_argument("--workspace", type=int, metavar="MiB", help="TensorRT workspace memory pool limit")
+    t = p.add_argument_group("TensorRT engine (ignored, with a notice, when onnxruntime builds)")
+    t.add_argument("--min-shapes", action="append", default=[], metavar="NAME:DxD,...",
+                   help="optimization profile minimum shapes; repeat --min/--opt/--max-shapes for more profiles")
+    t.add_argument("--opt-shapes", action="append", default=[], metavar="NAME:DxD,...",
+                   help="shapes the profile is tuned for (default: the max shapes)")
+    t.add_argument("--max-shapes", action="append", default=[], metavar="NAME:DxD,...",
+                   help="optimization profile maximum shapes")
+    t.add_argument("--profile-strategy", choices=PROFILE_STRATEGIES,
+                   help="derive profiles from sample inputs like TF-TRT: range (one spanning profile), optimal "
+                        "(one per sample shape), range+optimal (both)")
+    t.add_argument("--profile-data", metavar="SPEC",
+                   help="samples for --profile-strategy (a directory of .npy/.npz, FILE.py:FUNCTION, ...; "
+                        "default: --data)")
+    t.add_argument("--timing-cache", type=Path, metavar="FILE",
+                   help="TensorRT timing cache: loaded if it exists, saved after the build (faster rebuilds)")
+    t.add_argument("--builder-opt-level", type=int, metavar="0-5",
+                   help="TensorRT builder optimization level (default 3; higher builds slower, may run faster)")
+    t.add_argument("--plugins", metavar="LIB.so,...", help="TensorRT plugin libraries to load before parsing")
+    t.add_argument("--version-compatible", action="store_true",
+                   help="plan that later TensorRT versions of the same major can run")
+    t.add_argument("--exclude-lean-runtime", action="store_true",
+                   help="with --version-compatible: leave the lean runtime out of the plan (smaller)")
+    t.add_argument("--hardware-compatibility", choices=HARDWARE_COMPATIBILITY, default="none",
+                   help="plan that runs on other GPU architectures: ampere+ or same-compute-capability")
+
+
+def _build_cfg(a, backend: str | None = None) -> BuildConfig:
+    from .profiles import parse_profiles
+
+    return BuildConfig(backend=backend or a.backend, workspace_mib=a.workspace,
+                       profiles=parse_profiles(a.min_shapes, a.opt_shapes, a.max_shapes),
+                       profile_strategy=a.profile_strategy, profile_data=a.profile_data,
+                       timing_cache=a.timing_cache, builder_opt_level=a.builder_opt_level,
+                       plugins=tuple(Path(p) for p in parse_names(a.plugins)),
+                       version_compatible=a.version_compatible, exclude_lean_runtime=a.exclude_lean_runtime,
+                       hardware_compatibility=a.hardware_compatibility)
 
 
 def _validate_flags(p):
@@ -153,6 +189,25 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--trt-major", type=int, choices=(10, 11), default=10, help="TensorRT major version (default 10)")
     p.add_argument("--json", action="store_true")
     _export_flags(p), _optimize_flags(p), _common(p)
+
+    # run / bench: any artifact the compiler writes (TensorRT plan, onnxruntime ORT artifact) or an .onnx file
+    p_run = sub.add_parser("run", help="run a built artifact once on given or seeded random inputs")
+    p_bench = sub.add_parser("bench", help="time a built artifact: latency p50/p90/p99 and throughput")
+    for p in (p_run, p_bench):
+        p.add_argument("engine", type=Path, help="TensorRT plan or onnxruntime artifact (from compile/build), or .onnx")
+        p.add_argument("--inputs", type=Path, metavar="X.npz",
+                       help="inputs: an .npz keyed by input name (default: seeded random inputs)")
+        p.add_argument("--input-shapes", metavar="NAME:DxDx..,...",
+                       help="random inputs: shapes for dynamic dims (all but a dynamic batch need one)")
+        p.add_argument("--batch", type=int, metavar="N",
+                       help="random inputs: size of a dynamic leading dim (default 1); must equal a fixed one")
+        p.add_argument("--seed", type=int, default=0, help="seed for the random inputs (default: 0)")
+        p.add_argument("--plugins", metavar="LIB.so,...", help="TensorRT plugin libraries to load (plans only)")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        _common(p)
+    p_run.add_argument("--outputs", type=Path, metavar="Y.npz", help="write the outputs to an .npz keyed by name")
+    p_bench.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed runs first (default: 10)")
+    p_bench.add_argument("--iterations", type=int, default=100, metavar="N", help="timed runs (default: 100)")
     return top
 
 
@@ -199,7 +254,7 @@ def cmd_compile(a) -> int:
     from .report import summary_table
 
     cfg = CompileConfig(export=_export_cfg(a), optimize=_optimize_cfg(a), precision=_precision_cfg(a),
-                        build=BuildConfig(backend=a.backend, workspace_mib=a.workspace),
+                        build=_build_cfg(a),
                         validate=_validate_cfg(a, enabled=not a.no_validate),
                         keep_intermediates=a.keep_intermediates, report_path=a.report)
     report_path = a.report or a.out.with_name(a.out.name + ".report.json")
@@ -354,10 +409,35 @@ def cmd_build(a) -> int:
     backend, notice = resolve_backend(a.backend)
     if notice:
         print(f"NOTICE: {notice}")
-    art = build_engine(a.model, a.out, BuildConfig(backend=backend, workspace_mib=a.workspace),
-                       parse_shapes(a.input_shapes))
+    cfg = _build_cfg(a, backend)
+    shapes = parse_shapes(a.input_shapes)
+    samples = None
+    if cfg.profile_strategy:
+        from .api import load_profile_samples
+        from .onnxutil import inspect_onnx
+
+        samples = load_profile_samples(cfg, inspect_onnx(a.model).inputs, shapes)
+    art = build_engine(a.model, a.out, cfg, shapes or None, samples)
+    _print_engine(art.summary)
     print(f"engine: {art.path} ({art.format}, {art.summary.get('bytes')} bytes)")
     return 0
+
+
+def _print_engine(summary: dict) -> None:
+    """The engine's summary (TF-TRT's ``summary()``): profiles, IO, layers and their precisions."""
+    print(f"profiles: {summary.get('profile_source')}")
+    for i, p in enumerate(summary.get("profiles", [])):
+        print(f"  profile {i}: " + "; ".join(f"{n}: {'x'.join(map(str, s['min']))} / {'x'.join(map(str, s['opt']))}"
+                                           f" / {'x'.join(map(str, s['max']))}" for n, s in p.items()))
+    for t in summary.get("io", []):
+        print(f"  {t['mode']} {t['name']}: {t['dtype']} {t['shape']}")
+    if "layers" in summary:
+        kinds = ", ".join(f"{k} {v}" for k, v in summary.get("layer_types", {}).items())
+        print(f"layers: {summary['layers']}" + (f" ({kinds})" if kinds else ""))
+    if summary.get("layer_precisions"):
+        print("layer precisions: " + ", ".join(f"{k} {v}" for k, v in summary["layer_precisions"].items()))
+    if summary.get("ignored_options"):
+        print(f"NOTICE: TensorRT-only options ignored by this backend: {', '.join(summary['ignored_options'])}")
 
 
 def cmd_validate(a) -> int:
@@ -401,8 +481,92 @@ def cmd_check_trt(a) -> int:
     return 0 if both else 1
 
 
+def _runtime_inputs(a):
+    """run/bench: (runner, the feed as given, the feed adapted to the artifact, where it came from, notes)."""
+    from .runtime import load, prepare_feed, random_feed, read_feed
+
+    shapes = parse_shapes(a.input_shapes)
+    if a.inputs is not None and (shapes or a.batch is not None):
+        flag = "--input-shapes" if shapes else "--batch"
+        raise ConfigError(f"{flag} applies to random inputs only, and --inputs gives the inputs (with its shapes)",
+                          f"drop {flag} or --inputs")
+    if a.batch is not None and a.batch < 1:
+        raise ConfigError(f"--batch must be at least 1, got {a.batch}", "pass a positive batch size")
+    plugins = parse_names(a.plugins)
+    runner = load(a.engine, plugins=plugins)
+    notes = [f"--plugins ignored: {runner.backend} needs no TensorRT plugins"] if plugins and \
+        runner.backend != "tensorrt" else []
+    if a.inputs is not None:
+        feed, source = read_feed(a.inputs, runner.inputs)
+    else:
+        feed, source = random_feed(runner.inputs, shapes, a.batch, a.seed)
+    prepared = prepare_feed(runner.inputs, feed, runner.interface)
+    return runner, feed, prepared, source, notes + list(prepared.notes)
+
+
+def _runtime_header(runner, feed, source, notes, extra: str = "") -> None:
+    print(f"artifact: {runner.path} ({runner.format}, backend {runner.backend}{extra})")
+    print(f"inputs: {source}: " + ", ".join(f"{k} {v.dtype.name} {list(v.shape)}" for k, v in feed.items()))
+    for note in notes:
+        print(f"note: {note}")
+
+
+def cmd_run(a) -> int:
+    """Run an artifact once; print each output's dtype, shape and min/max/mean over its finite values."""
+    import numpy as np
+
+    from .artifacts import atomic_output, check_writable
+    from .runtime import output_stats
+
+    if a.outputs is not None:
+        check_writable(a.outputs, "outputs")  # before any work
+    runner, feed, prepared, source, notes = _runtime_inputs(a)
+    outputs = prepared.results(runner.infer(prepared.feed))
+    if a.outputs is not None:
+        with atomic_output(a.outputs, "outputs") as tmp, open(tmp, "wb") as f:
+            np.savez(f, **{k: np.asarray(v) for k, v in outputs.items()})
+    stats = {k: output_stats(v) for k, v in outputs.items()}
+    if a.json:
+        print(json.dumps({"artifact": str(runner.path), "format": runner.format, "backend": runner.backend,
+                          "inputs": {"source": source, "tensors": {k: {"dtype": v.dtype.name, "shape": list(v.shape)}
+                                                                   for k, v in feed.items()}},
+                          "notes": notes, "outputs": stats,
+                          "outputs_file": str(a.outputs) if a.outputs is not None else None}, indent=2))
+        return 0
+    _runtime_header(runner, feed, source, notes)
+    print("outputs:")
+    for name, s in stats.items():
+        values = (f"min {s['min']:.6g}  max {s['max']:.6g}  mean {s['mean']:.6g}" if s["min"] is not None
+                  else "empty" if 0 in s["shape"] else "no finite values")
+        bad = f"  ({s['nonfinite']} non-finite)" if s["nonfinite"] else ""
+        print(f"  {name}: {s['dtype']} {s['shape']}  {values}{bad}")
+    if a.outputs is not None:
+        print(f"outputs written: {a.outputs}")
+    return 0
+
+
+def cmd_bench(a) -> int:
+    """Time an artifact's inference: latency mean/p50/p90/p99/min/max and throughput."""
+    from .runtime import benchmark, check_bench_counts
+
+    check_bench_counts(a.warmup, a.iterations)
+    runner, feed, prepared, source, notes = _runtime_inputs(a)
+    result = benchmark(runner, prepared, warmup=a.warmup, iterations=a.iterations)
+    if a.json:
+        print(json.dumps(result.to_json() | {"inputs": source, "notes": notes}, indent=2))
+        return 0
+    threads = result.threads_text()
+    _runtime_header(runner, feed, source, notes, f"; {threads}" if threads else "")
+    lat = result.latency
+    print(f"measured: {result.measured}; batch {result.batch}, {result.warmup} warm-up + {result.iterations} timed runs")
+    print("latency (ms): " + "  ".join(f"{k} {v:.3f}" for k, v in lat.items()))
+    print(f"throughput: {result.throughput:.1f} samples/s ({result.iterations / result.total_s:.1f} inferences/s)")
+    return 0
+
+
 COMMANDS = {"compile": cmd_compile, "inspect": cmd_inspect, "export": cmd_export, "optimize": cmd_optimize,
-            "build": cmd_build, "validate": cmd_validate, "check-trt": cmd_check_trt}
+            "build": cmd_build, "validate": cmd_validate, "check-trt": cmd_check_trt, "run": cmd_run,
+            "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

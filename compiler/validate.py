@@ -110,10 +110,13 @@ class OutputDiff:
     top1: float | None = None  # classifier-like outputs: fraction of rows whose argmax agrees with the reference
     top1_rows: int = 0
     agreement: float | None = None  # integer outputs on a precision seam: fraction of equal elements
+    histogram: dict | None = None  # |a-b| counts per decade (error_histogram), for plots
 
     def to_json(self) -> dict:
         data = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in self.__dict__.items()
-                if k not in ("name", "top1", "top1_rows", "agreement")} | {"shape": list(self.shape)}
+                if k not in ("name", "top1", "top1_rows", "agreement", "histogram")} | {"shape": list(self.shape)}
+        if self.histogram is not None:
+            data["histogram"] = self.histogram
         if self.agreement is not None:
             data["agreement"] = self.agreement
         if self.top1 is not None:
@@ -187,6 +190,22 @@ def error_stats(ref: np.ndarray, cand: np.ndarray) -> dict[str, float]:
             "mean_rel": float(rel.mean()), "p99_rel": float(np.quantile(rel, 0.99))}
 
 
+HISTOGRAM_DECADES = (-12, 2)  # |a-b| histogram range, as powers of ten (exact matches get their own bin)
+
+
+def error_histogram(ref: np.ndarray, cand: np.ndarray) -> dict:
+    """Counts of |a-b| per decade from 1e-12 to 1e2, plus exact matches (``zero``) and anything beyond
+    (``over``; inf/nan too): small enough for every report, enough to draw the error distribution."""
+    absdiff = np.abs(np.asarray(ref, dtype=np.float64).ravel() - np.asarray(cand, dtype=np.float64).ravel())
+    lo, hi = HISTOGRAM_DECADES
+    edges = [10.0 ** e for e in range(lo, hi + 1)]
+    finite = absdiff[np.isfinite(absdiff)]
+    nonzero = finite[finite > 0]
+    counts, _ = np.histogram(np.clip(nonzero, edges[0], None), bins=edges)
+    return {"edges": edges, "counts": [int(c) for c in counts], "zero": int(np.sum(finite == 0)),
+            "over": int(absdiff.size - finite.size + np.sum(nonzero > edges[-1]))}
+
+
 def compare(reference, candidate, seam: str, ref_label: str, cand_label: str, inputs: tuple[TensorSpec, ...],
             shapes: dict[str, Shape], cfg: ValidateConfig, tolerances: tuple[float, float], samples=None,
             scaled: bool = False) -> SeamResult:
@@ -256,12 +275,15 @@ def judge(results, ref_name: str, cand_name: str, seam: str, ref_label: str, can
         refs = [np.asarray(it[name]) for it in ref_iters]
         cands = [np.asarray(it[name]) for it in cand_iters]
         passed = all(bool(v[name]) for v in verdicts)
+        histogram = None
         if any(r.shape != c.shape for r, c in zip(refs, cands)):
             stats = dict.fromkeys(("max_abs", "mean_abs", "p99_abs", "max_rel", "mean_rel", "p99_rel"), float("inf"))
             note = (f"output '{name}' has shape {cands[0].shape} in {cand_label} but {refs[0].shape} in {ref_label}")
             passed = False
         else:
-            stats = error_stats(np.concatenate([r.ravel() for r in refs]), np.concatenate([c.ravel() for c in cands]))
+            flat_ref, flat_cand = np.concatenate([r.ravel() for r in refs]), np.concatenate([c.ravel() for c in cands])
+            stats = error_stats(flat_ref, flat_cand)
+            histogram = error_histogram(flat_ref, flat_cand)
         if not exact[name] and _constant(refs):
             warnings.append(f"output '{name}' of {ref_label} is the same value everywhere for every validation "
                             "input, so this seam cannot detect errors in it (untrained weights?)")
@@ -273,7 +295,7 @@ def judge(results, ref_name: str, cand_name: str, seam: str, ref_label: str, can
             passed = agreement >= PRECISION_MIN_AGREEMENT
         outputs[name] = OutputDiff(name=name, atol=per_atol[name], rtol=per_rtol[name], passed=passed,
                                    shape=tuple(refs[0].shape), top1=top1, top1_rows=rows, agreement=agreement,
-                                   **stats)
+                                   histogram=histogram, **stats)
     return SeamResult(seam, ref_label, cand_label, all(o.passed for o in outputs.values()), outputs, cfg.seed,
                       cfg.iterations, dict(shapes), note, warnings, atol_scaled=scaled)
 

@@ -143,4 +143,4 @@ def test_run_and_bench_a_plan(tmp_path, capsys):
     code, stdout, stderr = run_cli(capsys, "bench", out, "--iterations", "20", "--warmup", "2", "--json")
     assert code == 0, stderr
     result = json.loads(stdout)
-    assert result["latency_ms"]["p50"] > 0 and result["throughput"] > 0
+    assert result["latency_ms"]["p50"] > 0 and result["throughput_samples_per_s"] > 0
