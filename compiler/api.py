@@ -289,7 +289,7 @@ def _seam_samples(samples, info: ModelInfo, inputs, shapes, cfg: ValidateConfig,
         return Interface.from_json(info.interface).feed_samples(samples)
     if random_count:
         return load_samples(None, inputs, shapes, what="validation", error=ValidationError, seed=cfg.seed,
-                            random_count=max(random_count, cfg.iterations))
+                            random_count=max(random_count, cfg.iterations), ranges=cfg.val_ranges)
     return None
 
 
@@ -412,7 +412,7 @@ def _lower(optimized: OnnxArtifact, change, pcfg, vcfg: ValidateConfig, user_sam
     if pcfg.auto_mixed:
         samples = change.feed_samples(user_samples) if user_samples is not None else load_samples(
             None, optimized.inputs, engine_shapes, what="validation", seed=vcfg.seed,
-            random_count=max(PRECISION_SEAM_SAMPLES, vcfg.iterations))
+            random_count=max(PRECISION_SEAM_SAMPLES, vcfg.iterations), ranges=vcfg.val_ranges)
     if pcfg.mode == "int8":
         if pcfg.calib_data:
             calib = load_samples(pcfg.calib_data, pipeline_inputs, pass_shapes, what="calibration",
@@ -421,7 +421,8 @@ def _lower(optimized: OnnxArtifact, change, pcfg, vcfg: ValidateConfig, user_sam
             calib = user_samples
         else:
             calib = load_samples(None, pipeline_inputs, pass_shapes, what="calibration", error=PrecisionError,
-                                 limit=pcfg.calib_samples, seed=vcfg.seed, random_count=pcfg.random_calib_samples)
+                                 limit=pcfg.calib_samples, seed=vcfg.seed, random_count=pcfg.random_calib_samples,
+                                 ranges=vcfg.val_ranges)
         calib = change.feed_samples(calib)
     cache = (pcfg.calib_cache or out.with_name(out.name + ".calib.json")) if calib is not None else None
     art, result = apply_precision(optimized.path, precision_out, pcfg, samples, calib,

@@ -44,6 +44,23 @@ def parse_shapes(spec: str | None, flag: str = "--input-shapes") -> dict[str, Sh
     return shapes
 
 
+def parse_ranges(specs) -> dict[str, tuple[float, float]]:
+    """Parse repeated ``--val-range NAME:LO,HI`` (or ``LO,HI`` for every input) into ``{name: (lo, hi)}``."""
+    ranges: dict[str, tuple[float, float]] = {}
+    for spec in specs or ():
+        name, _, bounds = str(spec).rpartition(":")
+        parts = bounds.split(",")
+        try:
+            lo, hi = (float(parts[0]), float(parts[1])) if len(parts) == 2 else (None, None)
+        except ValueError:
+            lo = hi = None
+        if lo is None or not lo <= hi:
+            raise ConfigError(f"--val-range '{spec}' is not NAME:LO,HI with LO <= HI",
+                              "write e.g. --val-range image:0,255 (or 0,1 for every input)")
+        ranges[name] = (lo, hi)
+    return ranges
+
+
 def parse_names(spec: str | None) -> tuple[str, ...]:
     """Parse ``a,b,c`` into a tuple, dropping blanks."""
     if not spec:
@@ -208,6 +225,7 @@ class ValidateConfig:
     iterations: int = 1
     batch: int = 1  # used for a dynamic leading dimension when no --input-shapes
     data: str | None = None  # --data: real input samples (compiler/data.py) instead of seeded random ones
+    val_ranges: dict = field(default_factory=dict)  # --val-range: input -> (low, high) of random data ("" = all)
 
     def tolerances(self, seam: str, precision: str = "fp32") -> tuple[float, float]:
         """(atol, rtol) for ``seam``; a seam that lowers precision, or an engine built from a lowered graph,

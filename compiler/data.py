@@ -63,7 +63,7 @@ class Samples:
 
 def load_samples(spec: str | None, inputs: tuple[TensorSpec, ...], shapes: dict[str, tuple[int, ...]], *,
                  what: str = "calibration", error: type[CompilerError] = ConfigError,
-                 limit: int | None = None, seed: int = 0, random_count: int = 8) -> Samples:
+                 limit: int | None = None, seed: int = 0, random_count: int = 8, ranges: dict | None = None) -> Samples:
     """Load and check samples for ``inputs`` from ``spec``; raise ``error`` naming the cause and the fix."""
     ctx = _Context(tuple(inputs), shapes, what, error)
     if limit is not None and limit < 1:
@@ -78,7 +78,7 @@ def load_samples(spec: str | None, inputs: tuple[TensorSpec, ...], shapes: dict[
             raise error(f"input '{t.name}' has dtype {t.dtype}, which numpy cannot hold, so no {what} data can "
                         "be given for it", "change the input's dtype in the model") from None
     if spec is None or spec == "random":
-        return _random(ctx, limit, seed, random_count)
+        return _random(ctx, limit, seed, random_count, ranges)
     spec = str(spec)
     path = Path(spec)
     if path.is_dir():
@@ -112,11 +112,11 @@ class _Context:
         return self.error(f"{self.what} {cause}", fix)
 
 
-def _random(ctx: _Context, limit: int | None, seed: int, count: int) -> Samples:
+def _random(ctx: _Context, limit: int | None, seed: int, count: int, overrides: dict | None = None) -> Samples:
     if count < 1:
         raise ctx.fail(f"random sample count must be at least 1, got {count}", "give a positive number of samples")
     count = min(count, limit) if limit is not None else count
-    ranges = input_ranges(ctx.inputs)
+    ranges = input_ranges(ctx.inputs, overrides)
     rng = np.random.default_rng(seed)
     feeds = []
     for _ in range(count):

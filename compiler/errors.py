@@ -106,3 +106,13 @@ class RunError(CompilerError):
 
 
 ALL_ERRORS = ALL_ERRORS + (RunError,)
+
+
+class GoldenError(CompilerError):
+    """A golden directory cannot be used: missing, corrupted, or recorded for a different model interface."""
+
+    stage = "golden"
+    exit_code = 11
+
+
+ALL_ERRORS = ALL_ERRORS + (GoldenError,)

@@ -73,7 +73,18 @@ def merge_specs(reference: tuple[TensorSpec, ...], candidate: tuple[TensorSpec, 
     return tuple(merged)
 
 
-def input_ranges(inputs: tuple[TensorSpec, ...]) -> dict[str, tuple]:
+def input_ranges(inputs: tuple[TensorSpec, ...], overrides: dict | None = None) -> dict[str, tuple]:
+    """(low, high) of the seeded random data for each input: ``overrides`` (--val-range; the key "" applies to
+    every input) over the defaults (floats in [-1, 1], integers in [0, 8], booleans)."""
+    overrides = dict(overrides or {})
+    names = {t.name for t in inputs}
+    unknown = sorted(k for k in overrides if k and k not in names)
+    if unknown:
+        import difflib
+
+        near = difflib.get_close_matches(unknown[0], sorted(names), n=1)
+        raise ConfigError(f"--val-range names '{unknown[0]}', which is not an input"
+                          + (f" (did you mean '{near[0]}'?)" if near else ""), f"inputs are: {', '.join(sorted(names))}")
     ranges = {}
     for t in inputs:
         kind = np.dtype(t.dtype).kind if t.dtype != "string" else "O"
@@ -81,6 +92,9 @@ def input_ranges(inputs: tuple[TensorSpec, ...]) -> dict[str, tuple]:
             raise ValidationError(f"input '{t.name}' is a string tensor; random strings cannot validate a model",
                                   "move string pre-processing out of the signature, or pass --no-validate")
         ranges[t.name] = FLOAT_RANGE if kind == "f" else (INT_RANGE if kind in "iu" else (0, 1))
+        given = overrides.get(t.name, overrides.get(""))
+        if given is not None and kind != "b":
+            ranges[t.name] = (int(given[0]), int(given[1])) if kind in "iu" else (float(given[0]), float(given[1]))
     return ranges
 
 
@@ -91,7 +105,7 @@ def data_loader(inputs: tuple[TensorSpec, ...], shapes: dict[str, Shape], cfg: V
     meta = TensorMetadata()
     for t in inputs:
         meta.add(t.name, np.dtype(t.dtype), shapes[t.name])
-    return DataLoader(seed=cfg.seed, iterations=cfg.iterations, input_metadata=meta, val_range=input_ranges(inputs))
+    return DataLoader(seed=cfg.seed, iterations=cfg.iterations, input_metadata=meta, val_range=input_ranges(inputs, cfg.val_ranges))
 
 
 @dataclass
