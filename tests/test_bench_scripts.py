@@ -93,3 +93,19 @@ def test_precision_benchmark_on_one_fixture(tmp_path):
         assert rows[prec]["within_tolerance"] is True and f"{rows[prec]['top1'] * 100:.1f}%" == printed[prec][8]
     assert rows["int8"]["calibration_s"] > 0 and rows["int8"]["calibration"]["random_data"] is True
     assert rows["int8"]["calibration"]["reused_cache"] is False
+
+
+def test_runtime_benchmark_on_one_fixture(tmp_path):
+    """The artifact, TensorFlow and onnxruntime on the export are timed side by side and give the same outputs."""
+    out = tmp_path / "runtime.json"
+    proc = subprocess.run([sys.executable, "scripts/bench/runtime.py", "--fixtures", "cnn_nhwc", "--runs", "1",
+                           "--iterations", "5", "--warmup", "1", "--json", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (model,) = json.loads(out.read_text())
+    rows = {r["runner"]: r for r in model["rows"]}
+    assert set(rows) == {"ours", "tensorflow", "ort-onnx"}
+    assert rows["tensorflow"]["ratio_to_tensorflow"] == 1.0
+    assert all(r["outputs_agree"] and r["median_p50_ms"] > 0 for r in rows.values())
+    for name in rows:
+        assert re.search(rf"^{name}\s+[\d.]+\s+[\d.]+\s+[\d.]+x\s+agree$", proc.stdout, re.M), proc.stdout
