@@ -91,3 +91,44 @@ def tensorrt_available() -> tuple[bool, str]:
     from compiler.backends.tensorrt import availability
 
     return availability()
+
+
+def _find_chromium() -> str | None:
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Path of a Chromium binary for headless rendering tests. Where none is installed, install Debian's
+    `chromium` package when we can (root with apt-get; `apt-get update` only if the first install fails), so the
+    README's test command works on a fresh CI machine; otherwise skip, saying exactly why."""
+    import shutil
+    import subprocess
+
+    found = _find_chromium()
+    if found:
+        return found
+    if not shutil.which("apt-get"):
+        pytest.skip("chromium is not installed and there is no apt-get to install it (install Chromium by hand)")
+    if os.geteuid() != 0:
+        pytest.skip("chromium is not installed and installing it needs root: "
+                    "sudo apt-get install -y --no-install-recommends chromium")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+    log = []
+    for step in ([install], [["apt-get", "update"], install]):
+        for cmd in step:
+            try:
+                done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+            except subprocess.TimeoutExpired:
+                log.append(f"`{' '.join(cmd)}` took more than 900 s")
+                break
+            log.append(f"`{' '.join(cmd)}` exited {done.returncode}: {(done.stderr or done.stdout).strip()[-300:]}")
+            if done.returncode:
+                break
+        found = _find_chromium()
+        if found:
+            return found
+    pytest.skip("chromium is not installed and apt-get could not install it: " + " | ".join(log))

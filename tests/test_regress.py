@@ -210,3 +210,22 @@ def test_golden_files_are_plain_npz(goldens):
     files = sorted(Path(golden).glob("*.npz"))
     with np.load(files[0]) as data:
         assert {k.split(":")[0] for k in data.files} == {"in", "out"}
+
+
+def test_check_html_on_a_real_regression(perturbed, goldens, tmp_path, capsys):
+    import os
+    import stat
+
+    engine, _, _ = perturbed
+    _, golden = goldens["cnn_nhwc"]
+    page = tmp_path / "check.html"
+    old = os.umask(0o022)
+    try:
+        code, stdout, _ = run_cli(capsys, "check", engine, "--golden", golden, "--html", page)
+    finally:
+        os.umask(old)
+    assert code == 1 and f"html: {page}" in stdout
+    text = page.read_text()
+    assert "output_0" in text and text.count("<img") == 1 and "https://" not in text
+    assert "failed" in text.lower()
+    assert stat.S_IMODE(page.stat().st_mode) == 0o644  # as a plain open() would make it, not mkstemp's 0600
