@@ -602,7 +602,8 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
         else:
             with _stage(report, "validate", observer) as rec:
                 # Specs compile already holds: no seam re-inspects the SavedModel or re-loads an ONNX file.
-                known = {model: info, exported.path: _onnx_info(exported), optimized.path: _onnx_info(optimized, change),
+                known = {model: info, exported.path: _onnx_info(exported),
+                         optimized.path: _onnx_info(optimized, change),
                          before_passes.path: _onnx_info(before_passes),
                          engine_source.path: _onnx_info(engine_source, engine_change)}
                 seams = []
@@ -616,7 +617,8 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
                     engine_label = f"{pcfg.mode}.onnx"
                     seams.append((optimized.path, engine_source.path, pseam, ("optimized.onnx", engine_label),
                                   engine_shapes))
-                seams.append((engine_source.path, tmp_engine, "optimized→engine", (engine_label, f"engine ({backend})"),
+                seams.append((engine_source.path, tmp_engine, "optimized→engine",
+                              (engine_label, f"engine ({backend})"),
                               engine_shapes))
                 for ref, cand, seam, labels, seam_shapes in seams:
                     result = _validate(ref, cand, seam, vcfg, seam_shapes, vcfg.tolerances(seam, pcfg.mode),
@@ -627,5 +629,13 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
                 failed = [s for s in report.validation if not s.passed]
                 if failed:
                     rec.status = "failed"
-                    raise ValidationError(failed[0].failure_line(), SEAM_FIXES.get(failed[0].seam, DEFAULT_FIX))
+                    cause = failed[0].failure_line()
+                    if any(s.seam == "onnx→optimized" for s in failed):  # name the node (compiler/localize.py)
+                        from .localize import localize_seam
+
+                        report.localization, where = localize_seam(
+                            before_passes.path, optimized.path, pass_shapes, vcfg, user_samples,
+                            vcfg.tolerances("onnx→optimized", pcfg.mode))
+                        cause += f"; {where}" if failed[0].seam == "onnx→optimized" else ""
+                    raise ValidationError(cause, SEAM_FIXES.get(failed[0].seam, DEFAULT_FIX))
     report.engine["path"] = str(out)

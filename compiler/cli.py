@@ -14,11 +14,13 @@ import traceback
 from pathlib import Path
 
 from . import __version__
-from .config import (BACKENDS, CALIB_METHODS, HARDWARE_COMPATIBILITY, PRECISIONS, PROFILE_STRATEGIES, BuildConfig, CompileConfig, ExportConfig, OptimizeConfig,
-                     PrecisionConfig, ValidateConfig, parse_names, parse_shapes)
+from .config import (BACKENDS, CALIB_METHODS, HARDWARE_COMPATIBILITY, PRECISIONS, PROFILE_STRATEGIES, BuildConfig,
+                     CompileConfig, ExportConfig, OptimizeConfig,
+                     PrecisionConfig, ValidateConfig, parse_names, parse_ranges, parse_shapes)
 from .errors import EXIT_INTERRUPTED, CompilerError, ConfigError, InternalError
 
-SUBCOMMANDS = ("compile", "inspect", "export", "optimize", "build", "validate", "check-trt", "run", "bench")
+SUBCOMMANDS = ("compile", "inspect", "export", "optimize", "build", "validate", "check-trt", "run", "bench", "record",
+               "check", "localize")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -133,6 +135,9 @@ def _validate_flags(p):
     g.add_argument("--batch", type=int, default=1, help="size used for a dynamic batch dimension (default: 1)")
     g.add_argument("--data", metavar="SPEC",
                    help="validate on these input samples instead of seeded random ones (same forms as --calib-data)")
+    g.add_argument("--val-range", action="append", default=[], metavar="NAME:LO,HI",
+                   help="range of the seeded random data for an input (repeatable; LO,HI alone: every input; "
+                        "default floats -1,1, integers 0,8)")
 
 
 def _common(p):
@@ -150,6 +155,8 @@ def make_parser() -> argparse.ArgumentParser:
     _export_flags(p), _optimize_flags(p), _precision_flags(p), _build_flags(p), _validate_flags(p), _common(p)
     p.add_argument("--no-validate", action="store_true", help="skip numerical validation (not recommended)")
     p.add_argument("--report", type=Path, metavar="FILE", help="JSON report path (default: OUT.report.json)")
+    p.add_argument("--html", type=Path, metavar="FILE",
+                   help="also write the report as one self-contained HTML page (tables, error histograms)")
     p.add_argument("--keep-intermediates", type=Path, metavar="DIR", help="keep model.onnx and model.opt.onnx")
     p.add_argument("--quiet", action="store_true", help="print only the result lines")
 
@@ -208,6 +215,58 @@ def make_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--outputs", type=Path, metavar="Y.npz", help="write the outputs to an .npz keyed by name")
     p_bench.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed runs first (default: 10)")
     p_bench.add_argument("--iterations", type=int, default=100, metavar="N", help="timed runs (default: 100)")
+    # record / check: regression goldens (compiler/regress.py)
+    p = sub.add_parser("record", help="run a model or engine on samples and record its outputs as goldens")
+    p.add_argument("model", type=Path, help="SavedModel directory, .onnx file or built engine")
+    p.add_argument("--golden", type=Path, required=True, metavar="DIR", help="directory to write (new or empty)")
+    p.add_argument("--inputs", metavar="SPEC",
+                   help="samples: a directory of .npy/.npz, an .npz/.npy with a sample axis, FILE.py:FUNCTION, or "
+                        "random (default: seeded random)")
+    p.add_argument("--samples", type=int, default=8, metavar="N", help="random samples to record (default 8)")
+    p.add_argument("--seed", type=int, default=0), p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--input-shapes", help="shapes for random inputs with dynamic dimensions")
+    p.add_argument("--val-range", action="append", default=[], metavar="NAME:LO,HI", help="random data range")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="what the model runs in, for the default tolerances (default: read from an ONNX model)")
+    p.add_argument("--atol", type=float), p.add_argument("--rtol", type=float)
+    p.add_argument("--compare", action="append", default=[], metavar="NAME:MODE",
+                   help="compare an output as elementwise (default), indices (sets per row) or boxes (matched)")
+    p.add_argument("--force", action="store_true", help="replace an existing recording")
+    p.add_argument("--plugins", metavar="LIB.so,...", help="TensorRT plugin libraries (for a plan)")
+    p.add_argument("--signature"), p.add_argument("--tag", default="serve")
+    p.add_argument("--allow-unsafe-ops", action="store_true")
+    _common(p)
+
+    p = sub.add_parser("check", help="re-run on recorded inputs; exit 1 when an output regressed")
+    p.add_argument("model", type=Path, help="SavedModel directory, .onnx file or built engine")
+    p.add_argument("--golden", type=Path, required=True, metavar="DIR", help="directory written by record")
+    p.add_argument("--atol", type=float, help="override the recorded absolute tolerance")
+    p.add_argument("--rtol", type=float, help="override the recorded relative tolerance")
+    p.add_argument("--compare", action="append", default=[], metavar="NAME:MODE",
+                   help="override how an output is compared: elementwise, indices or boxes")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--junit", type=Path, metavar="FILE", help="also write a JUnit XML report")
+    p.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained HTML report")
+    p.add_argument("--plugins", metavar="LIB.so,...", help="TensorRT plugin libraries (for a plan)")
+    p.add_argument("--signature"), p.add_argument("--tag", default="serve")
+    p.add_argument("--allow-unsafe-ops", action="store_true")
+    _common(p)
+
+    p = sub.add_parser("localize", help="the first node where two ONNX models diverge, and the pass that made it")
+    p.add_argument("reference", type=Path, help="ONNX file taken as right (e.g. exported, or the fp32 graph)")
+    p.add_argument("candidate", type=Path, help="ONNX file to check (e.g. optimized, or the fp16 graph)")
+    p.add_argument("--input-shapes", metavar="NAME:DxD,...", help="shapes for random inputs with dynamic dimensions")
+    p.add_argument("--batch", type=int, default=1, help="size used for a dynamic batch dimension (default: 1)")
+    p.add_argument("--data", metavar="SPEC", help="input samples instead of one seeded random sample "
+                   "(a directory of .npy/.npz, an .npz/.npy with a sample axis, FILE.py:FUNCTION)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the random input (default: 0)")
+    p.add_argument("--atol", type=float, help="absolute tolerance (default: the onnx→optimized seam's, 1e-5; "
+                   "fp16/int8 candidates need e.g. 1e-2/5e-2)")
+    p.add_argument("--rtol", type=float, help="relative tolerance (default: the onnx→optimized seam's, 1e-5)")
+    p.add_argument("--batch-size", type=int, default=64, metavar="N",
+                   help="intermediate tensors marked as outputs per run (bounds memory; default: 64)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _common(p)
     return top
 
 
@@ -215,7 +274,7 @@ def _validate_cfg(a, enabled=True) -> ValidateConfig:
     if a.val_iterations < 1 or a.batch < 1:
         raise ConfigError("--val-iterations and --batch must be at least 1", "pass a positive number")
     return ValidateConfig(enabled=enabled, atol=a.atol, rtol=a.rtol, seed=a.seed, iterations=a.val_iterations,
-                          batch=a.batch, data=a.data)
+                          batch=a.batch, data=a.data, val_ranges=parse_ranges(a.val_range))
 
 
 def _optimize_cfg(a) -> OptimizeConfig:
@@ -258,12 +317,28 @@ def cmd_compile(a) -> int:
                         validate=_validate_cfg(a, enabled=not a.no_validate),
                         keep_intermediates=a.keep_intermediates, report_path=a.report)
     report_path = a.report or a.out.with_name(a.out.name + ".report.json")
+    if a.html is not None:
+        from .artifacts import check_writable
+
+        check_writable(a.html, "HTML report")  # before the work, not after it
+    before = _file_id(report_path)
     try:
         report = compile_model(a.model, a.out, cfg, observer=_Progress(a.quiet))
     except CompilerError:
-        if report_path.exists() and not a.quiet:
+        written = report_path.exists() and _file_id(report_path) != before  # this run's report, not a stale one
+        if written and not a.quiet:
             _err(f"report: {report_path}")
+        if written and a.html is not None:
+            try:
+                _write_html(a.html, report_path)
+            except Exception as html_error:  # the compile error is the one to report; say why the page is missing
+                _err(f"WARNING: no HTML report: {html_error}")
+            else:
+                if not a.quiet:
+                    _err(f"html: {a.html}")
         raise
+    if a.html is not None:
+        _write_html(a.html, report_path)
     if not a.quiet:
         print(summary_table(report))
         print()
@@ -271,9 +346,27 @@ def cmd_compile(a) -> int:
         print(f"{'WARNING' if notice.startswith(('validation', 'precision')) else 'NOTICE'}: {notice}")
     print(f"engine: {a.out} ({report.engine['format']}, {report.engine['bytes']} bytes)")
     print(f"report: {report_path}")
+    if a.html is not None:
+        print(f"html: {a.html}")
     if a.keep_intermediates:
         print(f"intermediates: {a.keep_intermediates}")
     return 0
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """Identity of a file (inode, mtime), None when absent: reports are renamed into place, so a new one differs."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _write_html(html_path: Path, report_path: Path) -> None:
+    """The HTML report, rendered from the JSON report as written (the page a saved report would give)."""
+    from .html_report import render_compile, write_html
+
+    write_html(html_path, render_compile(json.loads(report_path.read_text())))
 
 
 def cmd_inspect(a) -> int:
@@ -558,15 +651,100 @@ def cmd_bench(a) -> int:
     threads = result.threads_text()
     _runtime_header(runner, feed, source, notes, f"; {threads}" if threads else "")
     lat = result.latency
-    print(f"measured: {result.measured}; batch {result.batch}, {result.warmup} warm-up + {result.iterations} timed runs")
+    print(f"measured: {result.measured}; batch {result.batch}, {result.warmup} warm-up + {result.iterations} "
+          "timed runs")
     print("latency (ms): " + "  ".join(f"{k} {v:.3f}" for k, v in lat.items()))
     print(f"throughput: {result.throughput:.1f} samples/s ({result.iterations / result.total_s:.1f} inferences/s)")
     return 0
 
 
+def cmd_record(a) -> int:
+    from .regress import parse_compare, record
+
+    if a.samples < 1 or a.batch < 1:
+        raise ConfigError("--samples and --batch must be at least 1", "pass a positive number")
+    manifest = record(a.model, a.golden, inputs=a.inputs, shapes=parse_shapes(a.input_shapes), batch=a.batch,
+                      seed=a.seed, samples=a.samples, ranges=parse_ranges(a.val_range), precision=a.precision,
+                      tolerances=(a.atol, a.rtol), compare=parse_compare(a.compare), export_cfg=_export_cfg(a),
+                      plugins=tuple(Path(p) for p in parse_names(a.plugins)), force=a.force)
+    t = manifest["tolerances"]
+    print(f"recorded {len(manifest['samples'])} sample(s) of {a.model} ({manifest['model']['kind']} on "
+          f"{manifest['backend']}, precision {manifest['precision']}); inputs: {manifest['inputs_source']}")
+    print(f"outputs: {', '.join(o['name'] for o in manifest['outputs'])}; tolerances atol {t['atol']:g} "
+          f"rtol {t['rtol']:g}")
+    print(f"golden: {a.golden}")
+    return 0
+
+
+def cmd_check(a) -> int:
+    """Exit 0 when every output matches the golden, 1 when one regressed (errors keep their own codes)."""
+    from .artifacts import check_writable, write_text_atomic
+    from .regress import check, junit_xml, parse_compare, table
+
+    for path, what in ((a.junit, "JUnit report"), (a.html, "HTML report")):
+        if path is not None:
+            check_writable(path, what)
+    result = check(a.model, a.golden, atol=a.atol, rtol=a.rtol, compare=parse_compare(a.compare),
+                   export_cfg=_export_cfg(a), plugins=tuple(Path(p) for p in parse_names(a.plugins)))
+    if a.junit:
+        write_text_atomic(a.junit, junit_xml(result), "JUnit report")
+    if a.html:
+        from .html_report import render_check, write_html
+
+        write_html(a.html, render_check(result))
+    if a.json:
+        print(json.dumps(result, indent=2))
+    else:
+        m = result["manifest"]
+        print(f"check: {a.model} ({result['format']} on {result['backend']}) against {a.golden}: "
+              f"{result['samples']} sample(s) recorded {m.get('created')} from {m['model']['kind']}")
+        print(table(result))
+        for note in result["notes"]:
+            print(f"note: {note}")
+        if a.junit:
+            print(f"junit: {a.junit}")
+        if a.html:
+            print(f"html: {a.html}")
+        bad = [o["name"] for o in result["outputs"] if not o["passed"]]
+        print(f"check: {'passed' if not bad else 'REGRESSION in ' + ', '.join(bad)}")
+    return 0 if result["passed"] else 1
+
+
+def cmd_localize(a) -> int:
+    """Exit 0 when no common tensor diverges, 1 when a divergent node is found (errors keep their own codes)."""
+    from .config import DEFAULT_TOLERANCES
+    from .localize import localize, random_feeds
+    from .validate import quiet_polygraphy
+
+    if a.batch < 1 or a.batch_size < 1:
+        raise ConfigError("--batch and --batch-size must be at least 1", "pass a positive number")
+    quiet_polygraphy()
+    default_atol, default_rtol = DEFAULT_TOLERANCES["onnx→optimized"]
+    tolerances = (default_atol if a.atol is None else a.atol, default_rtol if a.rtol is None else a.rtol)
+    samples = random_feeds(a.reference, a.candidate, parse_shapes(a.input_shapes), a.batch, a.data, a.seed)
+    result = localize(a.reference, a.candidate, samples, tolerances, a.batch_size)
+    if a.json:
+        print(json.dumps(result.to_json() | {"data": samples.source}, indent=2))
+    else:
+        skipped = "; ".join(f"{n} {reason}" for reason, n in result.skipped_reasons.items())
+        print(f"localize: {a.candidate} against {a.reference} on {samples.source}: {result.compared} common "
+              f"tensor(s) compared in {result.batches} batch(es) of at most {a.batch_size}"
+              + (f", {result.skipped} skipped ({skipped})" if result.skipped else "")
+              + (f", {result.candidate_only} only in the candidate" if result.candidate_only else "")
+              + f" ({result.seconds:.2f} s)")
+        d = result.first_divergence
+        if d is not None and len(d.suspects) > 1:
+            print("suspects (nodes since the last matching common tensors):")
+            for s in d.suspects:
+                print(f"  {s.text()}")
+        print(result.line())
+    return 0 if result else 1
+
+
 COMMANDS = {"compile": cmd_compile, "inspect": cmd_inspect, "export": cmd_export, "optimize": cmd_optimize,
-            "build": cmd_build, "validate": cmd_validate, "check-trt": cmd_check_trt, "run": cmd_run,
-            "bench": cmd_bench}
+            "build": cmd_build, "validate": cmd_validate, "check-trt": cmd_check_trt, "record": cmd_record,
+            "check": cmd_check, "run": cmd_run,
+            "bench": cmd_bench, "localize": cmd_localize}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -124,7 +124,8 @@ def derive_profiles(inputs: tuple[TensorSpec, ...], samples: Iterable[Mapping[st
         if tuple(key) not in seen:
             seen.append(tuple(key))
     if not seen:
-        raise ConfigError("no samples to derive optimization profiles from", "give --profile-data with at least one sample")
+        raise ConfigError("no samples to derive optimization profiles from",
+                          "give --profile-data with at least one sample")
     names = [t.name for t in dynamic]
     for j, name in enumerate(names):
         ranks = sorted({len(k[j]) for k in seen})

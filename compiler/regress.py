@@ -323,7 +323,8 @@ def compare_output(name: str, refs: list[np.ndarray], gots: list[np.ndarray], mo
     if mode == "indices":
         rows = same = 0
         for ref, got in zip(refs, gots):
-            r2, g2 = ref.reshape(-1, ref.shape[-1] if ref.ndim else 1), got.reshape(-1, got.shape[-1] if got.ndim else 1)
+            r2 = ref.reshape(-1, ref.shape[-1] if ref.ndim else 1)
+            g2 = got.reshape(-1, got.shape[-1] if got.ndim else 1)
             same += sum(np.array_equal(np.sort(a), np.sort(b)) for a, b in zip(r2, g2))
             rows += len(r2)
         passed = same == rows
@@ -339,9 +340,10 @@ def compare_output(name: str, refs: list[np.ndarray], gots: list[np.ndarray], mo
     flat_ref = np.concatenate([np.asarray(r).ravel() for r in refs])
     flat_got = np.concatenate([np.asarray(g).ravel() for g in gots])
     ok, stats = _elementwise(flat_ref, flat_got, atol, rtol)
+    exact = flat_ref.dtype.kind in "iub"
     passed = passed and ok
     return {"name": name, "compare": mode, "passed": passed, "shape": list(refs[0].shape),
-            "atol": 0.0 if flat_ref.dtype.kind in "iub" else atol, "rtol": 0.0 if flat_ref.dtype.kind in "iub" else rtol,
+            "atol": 0.0 if exact else atol, "rtol": 0.0 if exact else rtol,
             "histogram": error_histogram(flat_ref, flat_got), "detail": detail, **stats}
 
 

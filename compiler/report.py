@@ -60,6 +60,7 @@ class Report:
     safety: dict | None = None
     trt_check: dict | None = None
     interface: dict = field(default_factory=dict)  # how the engine's IO differs from the model's (interface.py)
+    localization: dict | None = None  # a failed onnx→optimized seam: the first divergent node (localize.py)
 
     @property
     def status(self) -> str:
@@ -79,6 +80,7 @@ class Report:
             "graph": self.graph, "passes": self.passes,
             "validation": [s.to_json() for s in self.validation],
             "safety": self.safety, "trt_check": self.trt_check, "interface": self.interface, "engine": self.engine,
+            "localization": self.localization,
             "intermediates": self.intermediates, "notices": self.notices,
             "versions": versions(),
         }

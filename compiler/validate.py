@@ -84,7 +84,8 @@ def input_ranges(inputs: tuple[TensorSpec, ...], overrides: dict | None = None) 
 
         near = difflib.get_close_matches(unknown[0], sorted(names), n=1)
         raise ConfigError(f"--val-range names '{unknown[0]}', which is not an input"
-                          + (f" (did you mean '{near[0]}'?)" if near else ""), f"inputs are: {', '.join(sorted(names))}")
+                          + (f" (did you mean '{near[0]}'?)" if near else ""),
+                          f"inputs are: {', '.join(sorted(names))}")
     ranges = {}
     for t in inputs:
         kind = np.dtype(t.dtype).kind if t.dtype != "string" else "O"
@@ -105,7 +106,8 @@ def data_loader(inputs: tuple[TensorSpec, ...], shapes: dict[str, Shape], cfg: V
     meta = TensorMetadata()
     for t in inputs:
         meta.add(t.name, np.dtype(t.dtype), shapes[t.name])
-    return DataLoader(seed=cfg.seed, iterations=cfg.iterations, input_metadata=meta, val_range=input_ranges(inputs, cfg.val_ranges))
+    return DataLoader(seed=cfg.seed, iterations=cfg.iterations, input_metadata=meta,
+                      val_range=input_ranges(inputs, cfg.val_ranges))
 
 
 @dataclass
@@ -179,7 +181,8 @@ class SeamResult:
 SEAM_FIXES = {
     "tf→onnx": "the conversion changed the numbers: check the report's ops; loosen --atol/--rtol only if the "
                "difference is expected",
-    "onnx→optimized": "a pass changed the numbers: re-run with --check-each-pass to name it, then --skip-pass it",
+    "onnx→optimized": "a pass changed the numbers: skip the pass named above with --skip-pass (or find it with "
+                      "--check-each-pass), and please report it",
     "optimized→engine": "the backend's own optimizations changed the numbers; if that is acceptable for this model, "
                         "loosen --atol/--rtol",
 }

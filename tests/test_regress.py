@@ -103,6 +103,20 @@ def test_a_changed_weight_fails_the_check(perturbed, goldens, tmp_path, capsys):
     assert "output_0 regressed" in suite.find("testcase/failure").get("message")
 
 
+def test_localize_names_the_changed_node_on_the_golden_inputs(perturbed, engines, goldens):
+    """The check above failed; localize, fed the recorded inputs, names the Conv whose weight changed."""
+    from compiler.localize import localize
+
+    _, changed, conv = perturbed
+    original = engines["cnn_nhwc"].parent / "cnn_nhwc.work" / "model.opt.onnx"
+    _, golden = goldens["cnn_nhwc"]
+    feeds = [ins for ins, _ in read_golden(golden)[1]]
+    found = localize(original, changed, feeds)
+    first = found.to_json()["first_divergence"]
+    assert not found and first["node"] == conv
+    assert first["created_by"] in ("export", "fuse_into_conv")
+
+
 def test_recording_an_engine_and_an_onnx_model(engines, tmp_path):
     """Goldens can come from any artifact; an fp16 ONNX graph records fp16 tolerances by itself."""
     manifest = record(engines["multi_io"], tmp_path / "g", shapes=_shapes("multi_io"), samples=3, seed=5)
