@@ -144,6 +144,17 @@ def _common(p):
     p.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
 
 
+def _golden_flags(p, golden_help: str, compare_help: str):
+    """What record and check share: the model, the golden directory, compare modes, plugins, SavedModel flags."""
+    p.add_argument("model", type=Path, help="SavedModel directory, .onnx file or built engine")
+    p.add_argument("--golden", type=Path, required=True, metavar="DIR", help=golden_help)
+    p.add_argument("--compare", action="append", default=[], metavar="NAME:MODE", help=compare_help)
+    p.add_argument("--plugins", metavar="LIB.so,...", help="TensorRT plugin libraries (for a plan)")
+    p.add_argument("--signature"), p.add_argument("--tag", default="serve")
+    p.add_argument("--allow-unsafe-ops", action="store_true")
+    _common(p)
+
+
 def make_parser() -> argparse.ArgumentParser:
     top = _Parser(prog="python -m compiler", description="TensorFlow SavedModel → ONNX → passes → engine, validated.")
     top.add_argument("--version", action="version", version=f"tf2trt-compiler {__version__}")
@@ -217,8 +228,8 @@ def make_parser() -> argparse.ArgumentParser:
     p_bench.add_argument("--iterations", type=int, default=100, metavar="N", help="timed runs (default: 100)")
     # record / check: regression goldens (compiler/regress.py)
     p = sub.add_parser("record", help="run a model or engine on samples and record its outputs as goldens")
-    p.add_argument("model", type=Path, help="SavedModel directory, .onnx file or built engine")
-    p.add_argument("--golden", type=Path, required=True, metavar="DIR", help="directory to write (new or empty)")
+    _golden_flags(p, "directory to write (new or empty)",
+                  "compare an output as elementwise (default), indices (sets per row) or boxes (matched)")
     p.add_argument("--inputs", metavar="SPEC",
                    help="samples: a directory of .npy/.npz, an .npz/.npy with a sample axis, FILE.py:FUNCTION, or "
                         "random (default: seeded random)")
@@ -229,28 +240,15 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISIONS,
                    help="what the model runs in, for the default tolerances (default: read from an ONNX model)")
     p.add_argument("--atol", type=float), p.add_argument("--rtol", type=float)
-    p.add_argument("--compare", action="append", default=[], metavar="NAME:MODE",
-                   help="compare an output as elementwise (default), indices (sets per row) or boxes (matched)")
     p.add_argument("--force", action="store_true", help="replace an existing recording")
-    p.add_argument("--plugins", metavar="LIB.so,...", help="TensorRT plugin libraries (for a plan)")
-    p.add_argument("--signature"), p.add_argument("--tag", default="serve")
-    p.add_argument("--allow-unsafe-ops", action="store_true")
-    _common(p)
 
     p = sub.add_parser("check", help="re-run on recorded inputs; exit 1 when an output regressed")
-    p.add_argument("model", type=Path, help="SavedModel directory, .onnx file or built engine")
-    p.add_argument("--golden", type=Path, required=True, metavar="DIR", help="directory written by record")
+    _golden_flags(p, "directory written by record", "override how an output is compared: elementwise, indices or boxes")
     p.add_argument("--atol", type=float, help="override the recorded absolute tolerance")
     p.add_argument("--rtol", type=float, help="override the recorded relative tolerance")
-    p.add_argument("--compare", action="append", default=[], metavar="NAME:MODE",
-                   help="override how an output is compared: elementwise, indices or boxes")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--junit", type=Path, metavar="FILE", help="also write a JUnit XML report")
     p.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained HTML report")
-    p.add_argument("--plugins", metavar="LIB.so,...", help="TensorRT plugin libraries (for a plan)")
-    p.add_argument("--signature"), p.add_argument("--tag", default="serve")
-    p.add_argument("--allow-unsafe-ops", action="store_true")
-    _common(p)
 
     p = sub.add_parser("localize", help="the first node where two ONNX models diverge, and the pass that made it")
     p.add_argument("reference", type=Path, help="ONNX file taken as right (e.g. exported, or the fp32 graph)")
