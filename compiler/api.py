@@ -95,11 +95,11 @@ def cut_model(onnx_path: Path, out: Path, cfg: OptimizeConfig):
 
 
 def build_engine(onnx_path: Path, out: Path, cfg=None, shapes: dict[str, Shape] | None = None,
-                 profile_samples=None, profiles=None) -> EngineArtifact:
+                 profile_samples=None, profiles=None, profile_source: str | None = None) -> EngineArtifact:
     """Build an engine from an ONNX file. ``shapes`` are the shapes it must run with (its validation shapes);
     ``profile_samples`` (feeds) feed ``cfg.profile_strategy``; ``profiles`` (ShapeProfiles), when given, are
-    used as they are (compile resolves them up front). The optimization profiles used, and how they were
-    chosen, go into the artifact's summary."""
+    used as they are, with ``profile_source`` saying where they came from (compile resolves them up front).
+    The optimization profiles used, and how they were chosen, go into the artifact's summary."""
     from .backends import build, resolve_backend
     from .config import BuildConfig
     from .onnxutil import io_specs, load
@@ -114,7 +114,7 @@ def build_engine(onnx_path: Path, out: Path, cfg=None, shapes: dict[str, Shape] 
         from .profiles import check_profiles
 
         check_profiles(inputs, profiles, run_shapes)
-        how = "given (--min/--opt/--max-shapes)" if cfg.profiles else f"{cfg.profile_strategy} over the samples"
+        how = profile_source or "given"
     elif not cfg.profiles and not cfg.profile_strategy and not tensorrt:
         profiles, how = (), "none: onnxruntime runs any shape"
     else:  # given or derived profiles are checked on every backend, so a CPU run catches their mistakes
@@ -134,29 +134,25 @@ def build_engine(onnx_path: Path, out: Path, cfg=None, shapes: dict[str, Shape] 
 
 
 def _model_profiles(cfg: CompileConfig, info: ModelInfo):
-    """(profiles in the model's own layout, cfg) for compile: explicit, or derived from --profile-data (else
-    --data) by --profile-strategy; () when neither. Inputs a profile lets vary are not frozen by the passes,
-    even when --input-shapes names them: there --input-shapes only sets the shapes validation runs with."""
+    """(profiles in the model's own layout, how they were chosen, cfg) for compile: explicit, or derived from
+    --profile-data (else --data) by --profile-strategy (``profiles.resolve_profiles``); ((), None, cfg) when
+    neither. Inputs a profile lets vary are not frozen by the passes, even when --input-shapes names them:
+    there --input-shapes only sets the shapes validation runs with."""
     from dataclasses import replace
 
-    from .profiles import derive_profiles
+    from .profiles import resolve_profiles
 
     bcfg = cfg.build
-    profiles = tuple(bcfg.profiles)
-    if bcfg.profile_strategy:
+    profiles, how = (), None
+    if bcfg.profiles or bcfg.profile_strategy:
         samples = load_profile_samples(bcfg, info.inputs, {}, cfg.validate.seed, cfg.validate.data)
-        if samples is None:
-            from .errors import ConfigError
-
-            raise ConfigError(f"--profile-strategy {bcfg.profile_strategy} needs sample inputs to derive profiles "
-                              "from", "give --profile-data (or --data) with samples of the shapes the engine will see")
-        profiles = derive_profiles(info.inputs, [{k: tuple(v.shape) for k, v in f.items()} for f in samples],
-                                   bcfg.profile_strategy)
+        sample_shapes = [{k: tuple(v.shape) for k, v in f.items()} for f in samples or ()]
+        profiles, how = resolve_profiles(info.inputs, bcfg.profiles, bcfg.profile_strategy, sample_shapes, None)
     varying = {n for p in profiles for n in p.min if p.min[n] != p.max[n]}
     frozen = {k: v for k, v in cfg.optimize.input_shapes.items() if k not in varying}
     if frozen != cfg.optimize.input_shapes:
         cfg = replace(cfg, optimize=replace(cfg.optimize, input_shapes=frozen))
-    return profiles, cfg
+    return profiles, how, cfg
 
 
 def load_profile_samples(cfg, inputs: tuple[TensorSpec, ...], shapes: dict[str, Shape], seed: int = 0,
@@ -500,7 +496,7 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
         report.safety = info.safety
         require_safe(info, cfg.export)
         given = dict(cfg.optimize.input_shapes)  # validation's shapes, even where a profile keeps them unfrozen
-        profiles, cfg = _model_profiles(cfg, info)
+        profiles, profile_source, cfg = _model_profiles(cfg, info)
         shapes = resolve_shapes(info.inputs, {**(dict(profiles[0].opt) if profiles else {}), **given}, vcfg.batch)
         if profiles:
             from .profiles import check_profiles
@@ -589,7 +585,8 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
         with _stage(report, "build", observer):
             # Profiles were set in the model's layout; the engine's inputs may be transposed (--inputs-as-nchw).
             engine_profiles = tuple(p.map(engine_change.candidate_shape) for p in profiles) if profiles else None
-            engine = build_engine(engine_source.path, tmp_engine, cfg.build, engine_shapes, profiles=engine_profiles)
+            engine = build_engine(engine_source.path, tmp_engine, cfg.build, engine_shapes, profiles=engine_profiles,
+                                  profile_source=profile_source)
             report.engine = {"path": str(out), "backend": engine.backend, "format": engine.format,
                              **engine.summary}
             if engine.summary.get("ignored_options"):
