@@ -89,7 +89,7 @@ def _sha256_path(path: Path) -> str:
 
 def open_subject(path: Path, export_cfg: ExportConfig = ExportConfig(), plugins=()) -> Subject:
     """A runnable Subject for a SavedModel directory, an ONNX file or a built artifact."""
-    from .runtime import ONNX_MODEL, detect_format, load, run
+    from .runtime import ONNX_MODEL, load, run
 
     path = Path(path)
     if path.is_dir():
@@ -109,7 +109,7 @@ def open_subject(path: Path, export_cfg: ExportConfig = ExportConfig(), plugins=
     if not path.exists():
         raise RunError(f"'{path}' does not exist", "pass a SavedModel directory, an .onnx file or a built engine")
     runner = load(path, plugins=plugins)
-    subject = Subject(path, detect_format(path), runner.backend, runner.inputs, _sha256_path(path))
+    subject = Subject(path, runner.format, runner.backend, runner.inputs, _sha256_path(path))  # load detected it
 
     def infer_artifact(feed):
         result = run(runner, feed)
