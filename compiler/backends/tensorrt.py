@@ -390,6 +390,7 @@ class TrtPlanRunner:
         return OrderedDict((k, v.copy()) for k, v in self._runner.infer(feed).items())
 
     def polygraphy_runner(self, name: str):
-        from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+        """A second Polygraphy runner (its own execution context) on the engine already deserialized here."""
+        from polygraphy.backend.trt import TrtRunner
 
-        return TrtRunner(EngineFromBytes(self.path.read_bytes()), name=name)
+        return TrtRunner(self._engine, name=name)
