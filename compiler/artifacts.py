@@ -11,7 +11,22 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import OutputError
+from .errors import OutputError, RunError
+
+# What an artifact is, recognised from its content, never its name: a TensorRT plan starts with ``ftrt``; our
+# onnxruntime artifact is onnxruntime's own ORT format, a flatbuffer whose file identifier ``ORTM`` sits at bytes
+# 4-8; an ONNX model is a protobuf ``ModelProto`` (recognised by parsing).
+TENSORRT_PLAN = "tensorrt-plan"
+ORT_FORMAT = "onnxruntime-ort"
+ONNX_MODEL = "onnx"
+
+_TRT_MAGIC = b"ftrt"
+_ORT_IDENT = b"ORTM"
+
+
+def shape_text(shape) -> str:
+    """``[1, ?, 3]``: a shape with its dynamic dimensions as ``?``."""
+    return "[" + ", ".join(str(d) if isinstance(d, int) and d >= 0 else "?" for d in shape) + "]"
 
 
 @dataclass(frozen=True)
@@ -25,7 +40,7 @@ class TensorSpec:
         return [i for i, d in enumerate(self.shape) if not isinstance(d, int) or d < 0]
 
     def shape_text(self) -> str:
-        return "[" + ", ".join(str(d) if isinstance(d, int) and d >= 0 else "?" for d in self.shape) + "]"
+        return shape_text(self.shape)
 
     def to_json(self) -> dict:
         return {"name": self.name, "dtype": self.dtype,
@@ -125,3 +140,25 @@ def atomic_output(path: Path, what: str = "output"):
 def write_text_atomic(path: Path, text: str, what: str = "output") -> None:
     with atomic_output(path, what) as tmp:
         tmp.write_text(text)
+
+
+def detect_format(path: Path) -> str:
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"artifact '{path}' does not exist or is not a file", "pass the file written by compile/build")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head[:4] == _TRT_MAGIC:
+        return TENSORRT_PLAN
+    if len(head) == 8 and head[4:8] == _ORT_IDENT:
+        return ORT_FORMAT
+    try:
+        import onnx  # heavy (2 s): only when the magic bytes say nothing
+
+        model = onnx.load(str(path), load_external_data=False)
+        if model.graph.node or model.graph.output:
+            return ONNX_MODEL
+    except Exception:  # any parse failure means "not ONNX"; we say what it is not, below
+        pass
+    raise RunError(f"'{path}' is not a TensorRT plan, an onnxruntime ORT artifact or an ONNX model "
+                   f"(first bytes: {head!r})", "pass an engine built by this compiler, or rebuild it")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import itertools
 import re
 import sys
@@ -27,8 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import TensorSpec
+from .common.arrays import cast, load_arrays
+from .common.shapes import input_ranges
 from .errors import CompilerError, ConfigError
-from .validate import input_ranges
 
 GENERATOR_CAP = 512  # feeds taken from a generator when no limit is given; it may be infinite
 FORMS = ("give a directory of .npy/.npz files, an .npz file keyed by input name, an .npy file (single-input "
@@ -236,8 +238,6 @@ def _dynamic_batch(t: TensorSpec) -> bool:
 
 
 def _generator(ctx: _Context, spec: str, file: Path, func: str, limit: int | None) -> Samples:
-    import importlib.util
-
     if not file.is_file():
         raise ctx.fail(f"data {spec}: file '{file}' does not exist",
                        "check the path; the form is path/to/file.py:function")
@@ -334,11 +334,7 @@ def _item_feed(ctx: _Context, item, label: str) -> dict[str, np.ndarray]:
 
 def _load(ctx: _Context, path: Path, label: str):
     try:
-        data = np.load(path, allow_pickle=False)
-        if isinstance(data, np.ndarray):
-            return data
-        with data:
-            return {k: data[k] for k in data.files}
+        return load_arrays(path)
     except Exception as e:
         raise ctx.fail(f"{label} cannot be read ({_exc_text(e)})",
                        "save samples with numpy.save/numpy.savez, as numeric arrays (no Python objects)") from None
@@ -362,24 +358,8 @@ def _conform(ctx: _Context, feed: dict[str, np.ndarray], label: str) -> Feed:
     """Cast each array to its input's dtype where that loses nothing, and check its shape."""
     out = {}
     for t in ctx.inputs:
-        arr, target = np.asarray(feed[t.name]), np.dtype(t.dtype)
-        src = arr.dtype
-        if src != target:
-            if src.kind == "f" and target.kind == "f":
-                arr = arr.astype(target)
-            elif src.kind in "iu" and target.kind in "iu":
-                info = np.iinfo(target)
-                if arr.size and (int(arr.min()) < info.min or int(arr.max()) > info.max):
-                    raise ctx.fail(f"{label}: values for input '{t.name}' range from {int(arr.min())} to "
-                                   f"{int(arr.max())}, which do not fit its dtype {target.name} "
-                                   f"({info.min}..{info.max})", f"give '{t.name}' values that fit {target.name}")
-                arr = arr.astype(target)
-            elif src.kind == "b" and target.kind == "b":
-                arr = arr.astype(target)
-            else:
-                raise ctx.fail(f"{label}: array for '{t.name}' has dtype {_dtype_text(src)} but input '{t.name}' is "
-                               f"{target.name}", f"convert it with .astype(np.{target.name}) if that is meant, "
-                               "or give the data the model expects")
+        arr, _ = cast(np.asarray(feed[t.name]), np.dtype(t.dtype), subject=f"{ctx.what} {label}: array for '{t.name}'",
+                      takes=f"input '{t.name}' is", whose="its dtype", error=ctx.error)
         needed = t.shape_text()
         bad = arr.ndim != len(t.shape) or any(isinstance(d, int) and d >= 0 and d != s
                                               for d, s in zip(t.shape, arr.shape))
@@ -416,10 +396,6 @@ def _is_string(dtype: str) -> bool:
         return np.dtype(dtype).kind in "OUS"
     except TypeError:
         return False
-
-
-def _dtype_text(dtype: np.dtype) -> str:
-    return {"U": "string", "S": "bytes", "O": "object"}.get(dtype.kind, dtype.name)
 
 
 def _count(n: int, total: int | None = None) -> str:

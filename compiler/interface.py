@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from passes.eliminate_transposes import inverse
 
@@ -52,8 +53,6 @@ class Interface:
 
     def feed_samples(self, samples):
         """``compiler.data.Samples`` in the reference's interface, moved into the candidate's (``feed`` on each)."""
-        from dataclasses import replace
-
         return replace(samples, feeds=tuple(self.feed(f) for f in samples)) if self and samples is not None \
             else samples
 
@@ -99,8 +98,6 @@ class Interface:
 def diff(original, result, perms: dict[str, dict[str, list[int]]]) -> Interface:
     """The interface change from ``original`` to ``result`` (ONNX ModelProtos): dtype changes are read off
     the graphs; ``perms`` ({"inputs": {name: perm}, "outputs": {...}}) come from the layout pass."""
-    import onnx
-
     def dtypes(values):
         return {v.name: v.type.tensor_type.elem_type for v in values}
 
@@ -171,8 +168,6 @@ def write(model, interface: Interface) -> None:
 
 def read(model) -> Interface:
     """The interface recorded in an ONNX ModelProto, an ONNX file, or nothing (empty)."""
-    import onnx
-
     if isinstance(model, (str, Path)):
         try:
             model = onnx.load(str(model), load_external_data=False)

@@ -37,8 +37,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import onnx
 
+from passes.infra import provenance
+
+from .artifacts import TensorSpec
+from .data import load_samples
 from .errors import CompilerError, ValidationError
+from .interface import Interface, read, relative
+from .onnxutil import io_specs
+from .validate import data_loader, error_stats, merge_specs, resolve_shapes, validation_session
 
 EXPORT = "export"  # created_by of a node no pass recorded: the exporter made it
 POLYGRAPHY_EPSILON = 2.220446049250313e-16  # added to zeros in the denominator, as Polygraphy does
@@ -137,8 +145,6 @@ class Localization:
 
 
 def _load(path: Path, role: str):
-    import onnx
-
     path = Path(path)
     if not path.exists():
         raise ValidationError(f"localize: {role} '{path}' does not exist", "pass two ONNX files")
@@ -156,8 +162,6 @@ def _load(path: Path, role: str):
 
 def _typed(model) -> dict:
     """name -> TypeProto for every value of the main graph that shape inference (or the file) types."""
-    import onnx
-
     try:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     except Exception:  # inference failing on a custom op leaves what the file already records
@@ -182,8 +186,6 @@ def _node_name(node, index: int) -> str:
 
 def _skip_reason(ref_type, cand_type) -> str | None:
     """Why a common tensor cannot be compared from its types, or None."""
-    import onnx
-
     for t in (ref_type, cand_type):
         if t is None:
             return SKIP_UNKNOWN_TYPE
@@ -200,8 +202,6 @@ def _skip_reason(ref_type, cand_type) -> str | None:
 def _marked(model, names: list[str], types: dict):
     """``model`` with its graph outputs set to exactly ``names`` (element types only: no shapes to clash), in
     place: the caller restores them (``_restore``). No copy of the weights is made."""
-    import onnx
-
     del model.graph.output[:]
     model.graph.output.extend(onnx.helper.make_tensor_value_info(n, types[n].tensor_type.elem_type, None)
                               for n in names)
@@ -220,8 +220,6 @@ def _restore(model, outputs) -> None:
 
 
 def _session(model, role: str, path: Path):
-    from .validate import validation_session
-
     try:
         return validation_session(model)
     except CompilerError as e:
@@ -253,8 +251,6 @@ def _mismatch(ref: np.ndarray, cand: np.ndarray, atol: float, rtol: float) -> bo
 
 
 def _stats(ref: np.ndarray, cand: np.ndarray) -> tuple[float, float]:
-    from .validate import error_stats
-
     if ref.dtype.kind == "f" or cand.dtype.kind == "f":
         with np.errstate(invalid="ignore", over="ignore"):
             same = (np.asarray(ref, np.float64) == np.asarray(cand, np.float64)) | \
@@ -290,10 +286,6 @@ def localize(reference: Path, candidate: Path, feeds, tolerances: tuple[float, f
     """Run ``reference`` and ``candidate`` (ONNX files) on ``feeds`` (dicts of arrays in the reference's
     interface) and find the first tensor of the candidate, in topological order, that leaves ``tolerances``
     ((atol, rtol)) against the reference's tensor of the same name. See the module docstring."""
-    from passes.infra import provenance
-
-    from .interface import Interface, read, relative
-
     start = time.perf_counter()
     reference, candidate = Path(reference), Path(candidate)
     atol, rtol = (float(t) for t in tolerances)
@@ -407,11 +399,6 @@ def localize(reference: Path, candidate: Path, feeds, tolerances: tuple[float, f
 
 def seam_inputs(reference: Path, candidate: Path):
     """The reference's input specs, with the dims either model fixes made static (as a seam merges them)."""
-    from .artifacts import TensorSpec
-    from .interface import read
-    from .onnxutil import io_specs
-    from .validate import merge_specs
-
     ref, cand = _load(Path(reference), "reference"), _load(Path(candidate), "candidate")
     change = read(cand)
     cand_inputs = tuple(TensorSpec(t.name, t.dtype, change.reference_shape(t.name, t.shape))
@@ -424,9 +411,6 @@ def random_feeds(reference: Path, candidate: Path, shapes: dict | None = None, b
     """Feeds for ``localize`` in the reference's interface: ``data`` (compiler/data.py forms), else ``count``
     seeded random samples, with shapes from ``shapes`` and the static dims either model fixes (dynamic batch:
     ``batch``). Returns ``compiler.data.Samples``."""
-    from .data import load_samples
-    from .validate import resolve_shapes
-
     inputs = seam_inputs(reference, candidate)
     resolved = resolve_shapes(inputs, dict(shapes or {}), batch)
     return load_samples(data, inputs, resolved, what="localization", error=ValidationError, seed=seed,
@@ -446,8 +430,6 @@ def localize_seam(reference: Path, candidate: Path, shapes: dict, cfg, samples,
         if samples is not None and {t.name for t in inputs} == set(samples.feeds[0]):
             feeds = list(samples)
         else:
-            from .validate import data_loader, resolve_shapes
-
             feeds = [dict(f) for f in data_loader(inputs, resolve_shapes(inputs, dict(shapes or {}), cfg.batch), cfg)]
         result = localize(reference, candidate, feeds, tolerances)
         return result.to_json(), result.line()

@@ -8,6 +8,7 @@ import onnx
 
 from .artifacts import ModelInfo, TensorSpec
 from .errors import InspectError
+from .interface import read
 
 
 def _value_spec(vi: onnx.ValueInfoProto) -> TensorSpec:
@@ -58,7 +59,6 @@ def load(path: Path) -> onnx.ModelProto:
 def inspect_onnx(path: Path) -> ModelInfo:
     model = load(path)
     inputs, outputs = io_specs(model)
-    from .interface import read
 
     return ModelInfo(path=Path(path), format="onnx", signature=None, inputs=inputs, outputs=outputs,
                      ops=op_histogram(model), interface=read(model).to_json())

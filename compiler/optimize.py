@@ -1,9 +1,15 @@
 """The optimize stage: run the pass pipeline over an ONNX file and write the result."""
 from __future__ import annotations
 
+import difflib
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
+import onnx_graphsurgeon as gs
+
+from passes import FreezeInputShapes, InferShapes, PassBug, PassContext, PassError, PassManager, build_pipeline
+from passes.rules import RuleFileError, load_rules_file
 
 from . import interface
 from .artifacts import OnnxArtifact, atomic_output
@@ -13,15 +19,12 @@ from .onnxutil import io_specs, load
 
 
 def _quiet_graphsurgeon() -> None:
-    import onnx_graphsurgeon as gs
-
     gs.logger.G_LOGGER.module_severity = gs.logger.G_LOGGER.ERROR
 
 
 def _user_rules(path):
     if path is None:
         return []
-    from passes.rules import RuleFileError, load_rules_file
 
     try:
         return load_rules_file(Path(path))
@@ -31,8 +34,6 @@ def _user_rules(path):
 
 def optimize(onnx_path: Path, out: Path, cfg: OptimizeConfig = OptimizeConfig(), check=None):
     """Returns (OnnxArtifact, [PassRecord]). ``check(model, pass_name)`` runs after each changing pass."""
-    from passes import PassBug, PassContext, PassError, PassManager, build_pipeline
-
     _quiet_graphsurgeon()
     try:
         pipeline = build_pipeline(cfg.passes, cfg.skip_passes)
@@ -76,12 +77,6 @@ def cut(onnx_path: Path, out: Path, cfg: OptimizeConfig) -> tuple[OnnxArtifact, 
     allows. Returns the cut model and the settings for the passes that follow
     (``--input-shapes`` entries for inputs that were cut away are dropped).
     """
-    import difflib
-
-    import onnx_graphsurgeon as gs
-
-    from passes import FreezeInputShapes, InferShapes, PassContext, PassError
-
     _quiet_graphsurgeon()
     model = load(Path(onnx_path))
     graph = gs.import_onnx(model)
@@ -137,6 +132,5 @@ def cut(onnx_path: Path, out: Path, cfg: OptimizeConfig) -> tuple[OnnxArtifact, 
         onnx.save(result, str(tmp))
     inputs, outputs = io_specs(result)
     kept = {k: v for k, v in cfg.input_shapes.items() if k in available}
-    from dataclasses import replace
 
     return OnnxArtifact(Path(out), inputs, outputs), replace(cfg, input_shapes=kept, cut_inputs=(), cut_outputs=())

@@ -24,19 +24,26 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx_graphsurgeon as gs
+
+from passes import PassContext, PassError, PassManager
+from passes.cleanup_casts import CleanupCasts
+from passes.cleanup_toposort import CleanupToposort
+from passes.quantize_int8 import INT8_OPS, QuantizeInt8, quantizable
+from passes.to_fp16 import DATA_MOVEMENT, ToFp16, node_precision
 
 from . import interface
 from .artifacts import OnnxArtifact, atomic_output, write_text_atomic
 from .config import PRECISION_MIN_AGREEMENT, PrecisionConfig
 from .errors import PrecisionError
+from .onnxutil import io_specs, load, op_histogram
+from .validate import effective_atol, validation_session
 
 CACHE_VERSION = 1
 MAX_AUTO_EVALUATIONS = 64  # --auto-mixed gives up (keeping what it has) after this many trial graphs
 
 # Ops that round nothing in float16 that their input did not already carry: --auto-mixed never keeps them.
 def _exact_in_fp16() -> frozenset:
-    from passes.to_fp16 import DATA_MOVEMENT
-
     return DATA_MOVEMENT | {"MaxPool", "Relu", "Shape", "Size", "Cast"}
 
 
@@ -61,10 +68,6 @@ class PrecisionResult:
 def precision_summary(model: onnx.ModelProto) -> tuple[dict, dict]:
     """({precision: {op: count}}, {node: precision}) over the float nodes of ``model``
     (see ``passes.to_fp16.node_precision``)."""
-    import onnx_graphsurgeon as gs
-
-    from passes.to_fp16 import node_precision
-
     graph = gs.import_onnx(model)
     ops = {n.name: n.op for n in graph.nodes}
     table: dict[str, dict[str, int]] = {}
@@ -76,8 +79,6 @@ def precision_summary(model: onnx.ModelProto) -> tuple[dict, dict]:
 
 
 def _run_passes(model: onnx.ModelProto, passes, ctx):
-    from passes import PassError, PassManager
-
     manager = PassManager(passes, max_iterations=2)
     try:
         return manager.run(model, ctx), manager.records
@@ -87,20 +88,11 @@ def _run_passes(model: onnx.ModelProto, passes, ctx):
 
 
 def to_fp16(model: onnx.ModelProto, cfg: PrecisionConfig, extra_keep: tuple[str, ...] = ()):
-    from passes import PassContext
-    from passes.cleanup_casts import CleanupCasts
-    from passes.cleanup_toposort import CleanupToposort
-    from passes.to_fp16 import ToFp16
-
     ctx = PassContext(keep_fp32=tuple(cfg.keep_fp32) + tuple(extra_keep), fp16_io=cfg.fp16_io)
     return _run_passes(model, [ToFp16(), CleanupCasts(), CleanupToposort()], ctx)
 
 
 def to_int8(model: onnx.ModelProto, cfg: PrecisionConfig, ranges: dict):
-    from passes import PassContext
-    from passes.cleanup_toposort import CleanupToposort
-    from passes.quantize_int8 import QuantizeInt8
-
     ctx = PassContext(int8_ranges=ranges, int8_skip=tuple(cfg.int8_skip))
     return _run_passes(model, [QuantizeInt8(), CleanupToposort()], ctx)
 
@@ -110,8 +102,6 @@ def to_int8(model: onnx.ModelProto, cfg: PrecisionConfig, ranges: dict):
 def cache_key(model_bytes: bytes, data_digest: str, cfg: PrecisionConfig) -> str:
     """What the calibrated ranges depend on: the float32 graph, the samples, the method and its settings."""
     import onnxruntime
-
-    from passes.quantize_int8 import INT8_OPS
 
     h = hashlib.sha256()
     h.update(hashlib.sha256(model_bytes).digest())
@@ -124,8 +114,6 @@ def calibrate(model_bytes: bytes, samples, method: str, percentile: float) -> di
     """Per-tensor (low, high) ranges from onnxruntime's calibrator of ``method`` over ``samples``."""
     import onnxruntime
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, create_calibrator
-
-    from passes.quantize_int8 import INT8_OPS
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -200,8 +188,6 @@ def int8_ranges(model: onnx.ModelProto, cfg: PrecisionConfig, samples, cache: Pa
 # ---------------------------------------------------------------- automatic mixed precision
 
 def _outputs(model: onnx.ModelProto, samples, change=None) -> list[list[np.ndarray]]:
-    from .validate import validation_session
-
     session = validation_session(model)
     results = []
     for feed in samples:
@@ -216,8 +202,6 @@ def _outputs(model: onnx.ModelProto, samples, change=None) -> list[list[np.ndarr
 def within(reference: list, candidate: list, atol: float, rtol: float, scaled: bool) -> bool:
     """The precision seam's verdict (validate.judge's rule) on plain arrays: every float element within atol
     (scaled by the peak) or rtol; integer outputs equal on PRECISION_MIN_AGREEMENT of their elements."""
-    from .validate import effective_atol
-
     for k in range(len(reference[0])):
         ref = np.stack([np.asarray(r[k], dtype=np.float64) for r in reference])
         cand = np.stack([np.asarray(c[k], dtype=np.float64) for c in candidate])
@@ -242,8 +226,6 @@ def auto_mixed(model: onnx.ModelProto, cfg: PrecisionConfig, samples, tolerances
     that passes alone, or minimise each half with the other kept. Every trial is a real conversion run on
     onnxruntime; results are memoised, and after MAX_AUTO_EVALUATIONS trials the search stops with what passes.
     """
-    import onnx_graphsurgeon as gs
-
     atol, rtol = tolerances
     reference = _outputs(model, samples)
     graph = gs.import_onnx(onnx.shape_inference.infer_shapes(model))
@@ -312,8 +294,6 @@ def apply_precision(fp32_path: Path, out: Path, cfg: PrecisionConfig, samples=No
     ``calib_samples`` drive INT8 calibration, cached in ``cache``. Returns
     (OnnxArtifact, PrecisionResult).
     """
-    from .onnxutil import io_specs, load, op_histogram
-
     model = load(Path(fp32_path))
     result = PrecisionResult(cfg.mode)
     if cfg.mode == "fp16":
@@ -323,11 +303,6 @@ def apply_precision(fp32_path: Path, out: Path, cfg: PrecisionConfig, samples=No
         else:
             converted, records = to_fp16(model, cfg)
     elif cfg.mode == "int8":
-        import onnx_graphsurgeon as gs
-
-        from passes import PassError
-        from passes.quantize_int8 import INT8_OPS, quantizable
-
         try:
             targets = quantizable(gs.import_onnx(model), tuple(cfg.int8_skip))
         except PassError as e:

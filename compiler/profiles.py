@@ -20,6 +20,7 @@ Repeated sample shapes count once (TF-TRT does the same).
 """
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -169,8 +170,6 @@ def check_profiles(inputs: tuple[TensorSpec, ...], profiles: tuple[ShapeProfile,
     for k, p in enumerate(profiles):
         unknown = sorted(set(p.min) - set(by_name))
         if unknown:
-            import difflib
-
             near = difflib.get_close_matches(unknown[0], list(by_name), n=1)
             raise ConfigError(f"profile {k} names '{unknown[0]}', which is not an input of the model"
                               + (f" (did you mean '{near[0]}'?)" if near else ""),

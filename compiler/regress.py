@@ -34,14 +34,24 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
+import onnx
 
+from . import __version__
+from .api import inspect_model, require_safe
 from .artifacts import TensorSpec
 from .config import DEFAULT_TOLERANCES, PRECISION_TOLERANCES, PRECISIONS, ExportConfig
-from .errors import ConfigError, GoldenError, RunError
+from .data import load_samples
+from .errors import ConfigError, GoldenError, OutputError, RunError
+from .frontend.tfrun import TfSavedModelRunner
+from .report import versions
+from .runtime import ONNX_MODEL, load, run
+from .validate import error_histogram, error_stats, resolve_shapes
 
 GOLDEN_FORMAT = "tf2trt-golden/1"
 MANIFEST = "manifest.json"
@@ -89,13 +99,8 @@ def _sha256_path(path: Path) -> str:
 
 def open_subject(path: Path, export_cfg: ExportConfig = ExportConfig(), plugins=()) -> Subject:
     """A runnable Subject for a SavedModel directory, an ONNX file or a built artifact."""
-    from .runtime import ONNX_MODEL, load, run
-
     path = Path(path)
     if path.is_dir():
-        from .api import inspect_model, require_safe
-        from .frontend.tfrun import TfSavedModelRunner
-
         info = inspect_model(path, export_cfg)
         require_safe(info, export_cfg)
         runner = TfSavedModelRunner(path, info.signature, export_cfg.tag, info.inputs)
@@ -131,8 +136,6 @@ def detect_precision(path: Path) -> str | None:
     if path.is_dir():
         return "fp32"
     try:
-        import onnx
-
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # an engine file: not ONNX
         return None
@@ -169,9 +172,6 @@ def record(model: Path, golden: Path, *, inputs: str | None = None, shapes: dict
            tolerances: tuple[float | None, float | None] = (None, None), compare: dict | None = None,
            export_cfg: ExportConfig = ExportConfig(), plugins=(), force: bool = False) -> dict:
     """Run ``model`` on the samples and write the golden directory ``golden`` (atomically); returns the manifest."""
-    from .data import load_samples
-    from .validate import resolve_shapes
-
     golden = Path(golden)
     if golden.exists() and (not golden.is_dir() or any(golden.iterdir())) and not force:
         raise GoldenError(f"'{golden}' already exists and is not empty",
@@ -180,8 +180,6 @@ def record(model: Path, golden: Path, *, inputs: str | None = None, shapes: dict
         raise ConfigError(f"unknown precision '{precision}'", f"use one of {', '.join(PRECISIONS)}")
     parent = golden.parent if str(golden.parent) else Path(".")
     if not parent.is_dir():
-        from .errors import OutputError
-
         raise OutputError(f"cannot write golden '{golden}': directory '{parent}' does not exist",
                           f"create it first (mkdir -p {parent})")
     precision = precision or detect_precision(Path(model)) or "fp32"
@@ -212,9 +210,6 @@ def record(model: Path, golden: Path, *, inputs: str | None = None, shapes: dict
 
 def _write(subject: Subject, data, tmp: Path, compare: dict, settings: dict) -> dict:
     """Run every sample and write it, then the manifest, into ``tmp``; returns the manifest."""
-    from . import __version__
-    from .report import versions
-
     files, outputs = [], None
     for i, feed in enumerate(data):
         result = subject.infer(feed)
@@ -281,8 +276,6 @@ def read_golden(golden: Path) -> tuple[dict, list[tuple[dict, dict]]]:
 
 
 def _elementwise(ref: np.ndarray, got: np.ndarray, atol: float, rtol: float) -> tuple[bool, dict]:
-    from .validate import error_stats
-
     if ref.dtype.kind in "iub":
         return bool(np.array_equal(ref, got)), error_stats(ref, got)
     r64, g64 = ref.astype(np.float64), got.astype(np.float64)
@@ -311,8 +304,6 @@ def _match_boxes(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
 def compare_output(name: str, refs: list[np.ndarray], gots: list[np.ndarray], mode: str, atol: float,
                    rtol: float) -> dict:
     """One output over every sample: statistics, the |a-b| histogram, and the verdict of ``mode``."""
-    from .validate import error_histogram
-
     detail = None
     for ref, got in zip(refs, gots):
         if ref.shape != got.shape:
@@ -350,8 +341,6 @@ def compare_output(name: str, refs: list[np.ndarray], gots: list[np.ndarray], mo
 def check(model: Path, golden: Path, *, atol: float | None = None, rtol: float | None = None,
           compare: dict | None = None, export_cfg: ExportConfig = ExportConfig(), plugins=()) -> dict:
     """Re-run ``model`` on the recorded inputs and compare every output; ``result["passed"]`` is the gate."""
-    import time
-
     start = time.perf_counter()
     manifest, samples = read_golden(golden)
     subject = open_subject(model, export_cfg, plugins)
@@ -409,8 +398,6 @@ def table(result: dict) -> str:
 
 def junit_xml(result: dict) -> str:
     """A JUnit XML report (one testcase per output) for CI systems that read it."""
-    from xml.sax.saxutils import escape, quoteattr
-
     failures = sum(not o["passed"] for o in result["outputs"])
     suite = f"tf2trt-check {Path(result['artifact']).name}"
     cases = []

@@ -6,18 +6,17 @@ from __future__ import annotations
 
 from .cleanup_casts import CleanupCasts
 from .cleanup_toposort import CleanupToposort
+from .eliminate_transposes import EliminateTransposes
 from .fold_constants import FoldConstants
 from .freeze_input_shapes import FreezeInputShapes
 from .fuse_into_conv import FuseIntoConv
 from .infer_shapes import InferShapes
-from .eliminate_transposes import EliminateTransposes
-from .layout_io import LayoutIO
-from .quantize_int8 import QuantizeInt8
-from .rewrite_tensorrt import RewriteTensorRT
-from .to_fp16 import ToFp16
-from .user_rules import UserRules
 from .infra import (PROVENANCE_KEY, Pass, PassBug, PassContext, PassError, PassManager, PassRecord, PassResult,
                     fingerprint, provenance)
+from .layout_io import LayoutIO
+from .precision import QuantizeInt8, ToFp16
+from .rewrite_tensorrt import RewriteTensorRT
+from .user_rules import UserRules
 
 ALL_PASSES: dict[str, type[Pass]] = {
     cls.name: cls for cls in (FreezeInputShapes, LayoutIO, InferShapes, FoldConstants, UserRules,

@@ -22,6 +22,7 @@ Casts whose input dtype is unknown are left alone.
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import onnx_graphsurgeon as gs
 
 from .infra import Pass, PassContext, PassResult, reconnect
@@ -50,8 +51,6 @@ def _dtype(t) -> np.dtype | None:
 
 
 def _to(node) -> np.dtype | None:
-    import onnx
-
     try:
         return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(node.attrs["to"]))
     except (KeyError, TypeError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import onnxruntime, tensorrt
 from ..artifacts import EngineArtifact
 from ..config import BuildConfig
 from ..errors import BuildError
@@ -15,8 +16,6 @@ from ..errors import BuildError
 
 def resolve_backend(requested: str) -> tuple[str, str | None]:
     """(backend, notice): the backend to use and, for ``auto``, why it was chosen."""
-    from . import tensorrt
-
     if requested != "auto":
         return requested, None
     ok, why = tensorrt.availability()
@@ -31,11 +30,7 @@ def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig(), profiles
     TensorRT's optimization profiles; onnxruntime runs any shape and needs none."""
     backend, _ = resolve_backend(cfg.backend)
     if backend == "tensorrt":
-        from . import tensorrt
-
         return tensorrt.build(onnx_path, out, cfg, profiles=profiles)
     if backend == "onnxruntime":
-        from . import onnxruntime
-
         return onnxruntime.build(onnx_path, out, cfg)
     raise BuildError(f"unknown backend '{backend}'", "use --backend auto, tensorrt or onnxruntime")

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifacts import EngineArtifact, atomic_output
+from ..artifacts import ORT_FORMAT, EngineArtifact, atomic_output, detect_format
+from ..common.ort import BUILD, session
 from ..config import BuildConfig
 from ..errors import BuildError
-from ..runtime import ORT_FORMAT, detect_format
+
 
 # onnxruntime rewrites we refuse, each with the reason. Pad_Fusion folds a
 # constant-zero Pad into the next op's `pads`; for MaxPool those pads act as
@@ -29,14 +30,8 @@ def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig()) -> Engin
 
     out = Path(out)
     with atomic_output(out, "engine") as tmp:
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        so.optimized_model_filepath = str(tmp)
-        so.add_session_config_entry("session.save_model_format", "ORT")
         try:
-            ort.InferenceSession(str(onnx_path), sess_options=so, providers=["CPUExecutionProvider"],
-                                 disabled_optimizers=list(DISABLED_OPTIMIZERS))
+            session(onnx_path, BUILD, save_ort_to=tmp, disabled_optimizers=DISABLED_OPTIMIZERS)
         except Exception as e:  # onnxruntime's exception types are not importable portably
             raise BuildError(f"onnxruntime cannot build the model ({type(e).__name__}: "
                              f"{str(e).splitlines()[0][:300]})",

@@ -19,13 +19,21 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import io
+import json
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import onnx
+
+from passes import provenance
+
 from ..artifacts import EngineArtifact, TensorSpec, atomic_output
 from ..config import BuildConfig, Shape
 from ..errors import BuildError, RunError
+from ..interface import Interface
+from ..profiles import ShapeProfile, choose_profile
 
 INSTALL_HINT = ("install TensorRT and its Python bindings on a machine with an NVIDIA GPU and driver "
                 "(pip install 'tf2trt-compiler[tensorrt]'), or use --backend onnxruntime, which runs on CPU")
@@ -61,8 +69,6 @@ class ParserIssue:
 def explain_parser_errors(issues: list[ParserIssue], model) -> list[dict]:
     """Each parser error with its ONNX node named (from the index where the parser gave none) and the pass that
     created the node (``passes.provenance``; absent = the exporter made it)."""
-    from passes import provenance
-
     nodes = list(model.graph.node) if model is not None else []
     origin = provenance(model) if model is not None else {}
     out = []
@@ -206,7 +212,6 @@ def _load_plugins(plugins) -> None:
 def _parse(onnx_path: Path):
     """(builder, network, parser) for the model, strongly typed; every parser error raised as one BuildError
     whose details list them all, each with its node and the pass that created it."""
-    import onnx
     import tensorrt as trt
     from polygraphy.backend.trt import CreateNetwork
     from polygraphy.backend.trt.util import get_trt_logger
@@ -273,7 +278,6 @@ def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig(), profiles
 
 def engine_io(engine) -> list[dict]:
     """Every IO tensor of a deserialized engine: name, mode, dtype, shape (-1 = dynamic), per-profile shapes."""
-    import numpy as np
     import tensorrt as trt
 
     tensors = []
@@ -296,8 +300,6 @@ def engine_io(engine) -> list[dict]:
 
 def engine_summary(engine) -> dict:
     """What TF-TRT's ``summary()`` showed, for our plan: IO bindings, layers, their precisions, profiles."""
-    import json
-
     import tensorrt as trt
 
     inspector = engine.create_engine_inspector()
@@ -348,9 +350,6 @@ class TrtPlanRunner:
         _require(RunError)
         from polygraphy.backend.trt import EngineFromBytes, TrtRunner
 
-        from ..interface import Interface
-        from ..profiles import ShapeProfile
-
         self.path, self.plugins = Path(path), tuple(plugins)
         self.interface = Interface()  # a plan carries no ONNX metadata
         _load_plugins(self.plugins)
@@ -375,8 +374,6 @@ class TrtPlanRunner:
         self._profile = 0
 
     def infer(self, feed):
-        from ..profiles import choose_profile
-
         if self.profiles:
             shapes: dict[str, Shape] = {k: tuple(v.shape) for k, v in feed.items()}
             index = choose_profile(self.profiles, shapes)

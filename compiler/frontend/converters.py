@@ -11,6 +11,7 @@ every keras.applications family and common Keras layers.
 from __future__ import annotations
 
 import numpy as np
+from onnx import TensorProto
 
 
 def _const_like(ctx, node, value: float, like: str):
@@ -33,8 +34,6 @@ def convert_erfc(ctx, node, name, args):
     no float64 Erf kernel and TensorRT computes DOUBLE in float32 anyway; the
     result has float32 precision (documented, tested at atol 1e-6).
     """
-    from onnx import TensorProto
-
     x = node.input[0]
     dtype = ctx.get_dtype(x)
     if dtype == TensorProto.DOUBLE:

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import onnx
 
+from . import import_tensorflow, native_stderr_silenced
 from ..artifacts import OnnxArtifact, atomic_output
+from ..common.ort import AS_WRITTEN, session
 from ..config import ExportConfig
 from ..errors import ExportError
 from ..onnxutil import io_specs, nonstandard_nodes
-from . import import_tensorflow, native_stderr_silenced
 from .converters import CONVERTERS
 
 
@@ -159,13 +160,8 @@ def _verify(model: onnx.ModelProto, tf2onnx_errors: list[str]) -> None:
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         raise ExportError(f"tf2onnx produced an invalid ONNX model: {_first_line(e)}{hint}",
                           "try another --opset, or re-run with --debug") from e
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # load only, quickly
-    try:
-        ort.InferenceSession(model.SerializeToString(), sess_options=so, providers=["CPUExecutionProvider"])
+    try:  # load only, quickly: no optimizations
+        session(model.SerializeToString(), AS_WRITTEN)
     except Exception as e:  # onnxruntime's error types differ across versions; we re-word it in one line
         raise ExportError(f"the exported ONNX model does not load in onnxruntime: {_ort_reason(model, e)}{hint}",
                           "try another --opset; if it persists, report the model to tf2onnx") from e

@@ -10,10 +10,12 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from google.protobuf import message, text_format
 
+from . import import_tensorflow
 from ..artifacts import ModelInfo, TensorSpec
 from ..errors import InspectError
-from . import import_tensorflow
+from .scan import scan_meta_graph
 
 INIT_OP_KEY = "__saved_model_init_op"
 DEFAULT_SIGNATURE = "serving_default"
@@ -47,7 +49,6 @@ def check_model_path(path: Path) -> str:
 
 def _read_proto(path: Path):
     import_tensorflow()
-    from google.protobuf import message, text_format
     from tensorflow.core.protobuf import saved_model_pb2
 
     sm = saved_model_pb2.SavedModel()
@@ -122,7 +123,6 @@ def inspect_saved_model(path: Path, signature: str | None = None, tag: str = "se
     sigs = {k: v for k, v in meta.signature_def.items() if k != INIT_OP_KEY}
     chosen = choose_signature(sorted(sigs), signature)
     sig = sigs[chosen]
-    from .scan import scan_meta_graph
 
     ops: Counter = Counter(n.op for n in meta.graph_def.node)
     for fn in meta.graph_def.library.function:

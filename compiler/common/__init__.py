@@ -1,0 +1,1 @@
+"""Leaf modules shared by the stages, the runtime and the tools; none imports anything above common/."""

@@ -1,0 +1,39 @@
+"""The one place onnxruntime sessions are made: CPU provider, quiet logging, and an optimization level that says
+what the session is for. A leaf: onnxruntime is imported lazily (it is heavy), nothing above common/ is imported.
+
+* ``AS_WRITTEN`` (no graph optimizations): validation seams, the runtime's runners and the export check run a
+  model exactly as written. onnxruntime's own fusions (e.g. folding BatchNormalization into Conv) change float32
+  rounding, by 3.7e-4 on a random-weight ResNet50V2, and would be blamed on the export or the passes.
+* ``BUILD`` (extended, valid on any CPU): the onnxruntime backend, once, when it writes its ORT artifact.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+AS_WRITTEN = "disable_all"
+BUILD = "extended"
+ORT_FORMAT_ENTRY = "session.load_model_format"
+
+
+def session(model, level: str = AS_WRITTEN, *, ort_format: bool = False, save_ort_to: Path | None = None,
+            disabled_optimizers=()):
+    """An onnxruntime CPU ``InferenceSession`` over ``model`` (a path, or serialized bytes).
+
+    ``ort_format``: the file is onnxruntime's ORT flatbuffer. ``save_ort_to``: write the optimized model there in
+    ORT format (the onnxruntime backend's build). onnxruntime's own exceptions propagate: each caller words them
+    for its stage.
+    """
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = {AS_WRITTEN: ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                                   BUILD: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}[level]
+    if ort_format:
+        so.add_session_config_entry(ORT_FORMAT_ENTRY, "ORT")
+    if save_ort_to is not None:
+        so.optimized_model_filepath = str(save_ort_to)
+        so.add_session_config_entry("session.save_model_format", "ORT")
+    source = model if isinstance(model, bytes) else str(model)
+    extra = {"disabled_optimizers": list(disabled_optimizers)} if disabled_optimizers else {}
+    return ort.InferenceSession(source, sess_options=so, providers=["CPUExecutionProvider"], **extra)
