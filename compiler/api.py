@@ -100,14 +100,15 @@ def build_engine(onnx_path: Path, out: Path, cfg=None, shapes: dict[str, Shape] 
     ``profile_samples`` (feeds) feed ``cfg.profile_strategy``; ``profiles`` (ShapeProfiles), when given, are
     used as they are, with ``profile_source`` saying where they came from (compile resolves them up front).
     The optimization profiles used, and how they were chosen, go into the artifact's summary."""
-    from .backends import build, resolve_backend
+    from .backends import build, get, resolve_backend
     from .config import BuildConfig
     from .onnxutil import io_specs, load
     from .profiles import resolve_profiles
     from .validate import resolve_shapes
 
     cfg = cfg or BuildConfig()
-    tensorrt = resolve_backend(cfg.backend)[0] == "tensorrt"
+    backend = get(resolve_backend(cfg.backend)[0])
+    fixed_shapes = not backend.runs_any_shape  # it builds for optimization profiles
     inputs, _ = io_specs(load(Path(onnx_path)))
     run_shapes = dict(shapes) if shapes else None
     if profiles:
@@ -115,7 +116,7 @@ def build_engine(onnx_path: Path, out: Path, cfg=None, shapes: dict[str, Shape] 
 
         check_profiles(inputs, profiles, run_shapes)
         how = profile_source or "given"
-    elif not cfg.profiles and not cfg.profile_strategy and not tensorrt:
+    elif not cfg.profiles and not cfg.profile_strategy and not fixed_shapes:
         profiles, how = (), "none: onnxruntime runs any shape"
     else:  # given or derived profiles are checked on every backend, so a CPU run catches their mistakes
         if run_shapes is None and not cfg.profiles and not cfg.profile_strategy:
@@ -124,7 +125,7 @@ def build_engine(onnx_path: Path, out: Path, cfg=None, shapes: dict[str, Shape] 
         profiles, how = resolve_profiles(inputs, cfg.profiles, cfg.profile_strategy, sample_shapes, run_shapes)
     art = build(Path(onnx_path), Path(out), cfg, profiles=profiles)
     art.summary["profile_source"] = how
-    if not tensorrt:
+    if backend.name != "tensorrt":
         ignored = cfg.tensorrt_only()
         if profiles:
             art.summary["profiles"] = [p.to_json() for p in profiles]

@@ -18,7 +18,7 @@ from .common.shapes import FLOAT_RANGE, INT_RANGE, input_ranges, merge_specs, re
 from .config import PRECISION_MIN_AGREEMENT, Shape, ValidateConfig
 from .emulate import fp16_storage, has_float16
 from .errors import OptimizeError, ValidationError
-from .runtime import ort_session
+from .backends.onnxruntime import ort_session
 
 def data_loader(inputs: tuple[TensorSpec, ...], shapes: dict[str, Shape], cfg: ValidateConfig):
     from polygraphy.common import TensorMetadata
@@ -245,7 +245,7 @@ def _constant(arrays: list[np.ndarray]) -> bool:
 
 
 def onnx_runner(model: Path | bytes, name: str):
-    """A Polygraphy runner over an ONNX model that onnxruntime runs as written (see runtime.ort_session and,
+    """A Polygraphy runner over an ONNX model that onnxruntime runs as written (see backends.onnxruntime.ort_session and,
     for float16 graphs, compiler.emulate)."""
     from polygraphy.backend.onnxrt import OnnxrtRunner
 

@@ -1,20 +1,25 @@
-"""The embedded default backend: a pre-optimized onnxruntime model in ORT format.
+"""The embedded default backend: a pre-optimized onnxruntime model in ORT format, and its runner.
 
 onnxruntime applies its graph optimizations once at build time (level
 EXTENDED: fusions that are valid on any CPU, no hardware-specific layouts) and
 serializes the result in its ORT flatbuffer format, which later loads without
 re-optimizing. The file is recognisable from its content (``ORTM`` at bytes
-4-8), so nothing mistakes it for a TensorRT plan.
+4-8), so nothing mistakes it for a TensorRT plan. ``OrtRunner`` runs that artifact, and plain ONNX models as written.
 """
 from __future__ import annotations
 
+import json
+import os
+from collections import OrderedDict
 from pathlib import Path
 
-from ..artifacts import ORT_FORMAT, EngineArtifact, atomic_output, detect_format
-from ..common.ort import BUILD, session
-from ..config import BuildConfig
-from ..errors import BuildError
+import numpy as np
 
+from ..artifacts import ONNX_MODEL, ORT_FORMAT, EngineArtifact, TensorSpec, atomic_output, detect_format
+from ..common import ort
+from ..config import BuildConfig
+from ..errors import BuildError, RunError
+from ..interface import KEY, Interface
 
 # onnxruntime rewrites we refuse, each with the reason. Pad_Fusion folds a
 # constant-zero Pad into the next op's `pads`; for MaxPool those pads act as
@@ -54,13 +59,13 @@ def disabled_optimizers(flags: frozenset[str] | None = None) -> tuple[str, ...]:
 
 
 def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig()) -> EngineArtifact:
-    import onnxruntime as ort
+    import onnxruntime
 
     out = Path(out)
     with atomic_output(out, "engine") as tmp:
         disabled = disabled_optimizers()
         try:
-            session(onnx_path, BUILD, save_ort_to=tmp, disabled_optimizers=disabled)
+            ort.session(onnx_path, ort.BUILD, save_ort_to=tmp, disabled_optimizers=disabled)
         except Exception as e:  # onnxruntime's exception types are not importable portably
             raise BuildError(f"onnxruntime cannot build the model ({type(e).__name__}: "
                              f"{str(e).splitlines()[0][:300]})",
@@ -70,4 +75,95 @@ def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig()) -> Engin
     return EngineArtifact(path=out, backend="onnxruntime", format=ORT_FORMAT,
                           summary={"bytes": out.stat().st_size, "optimization_level": "extended",
                                    "disabled_optimizers": list(disabled),
-                                   "onnxruntime": ort.__version__, "providers": ["CPUExecutionProvider"]})
+                                   "onnxruntime": onnxruntime.__version__, "providers": ["CPUExecutionProvider"]})
+
+
+def ort_session(model: Path | bytes, fmt: str = ONNX_MODEL):
+    """An onnxruntime CPU session that runs the model exactly as written: no graph optimizations.
+
+    An ORT artifact was optimized when it was built. An ONNX model on either
+    side of a validation seam must run as written: onnxruntime's own fusions
+    (e.g. folding BatchNormalization into Conv) change float32 rounding, by
+    3.7e-4 on a random-weight ResNet50V2, and would be blamed on the export
+    or the passes.
+    """
+    path = "<in-memory model>" if isinstance(model, bytes) else model
+    try:
+        return ort.session(model, ort.AS_WRITTEN, ort_format=fmt == ORT_FORMAT)
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
+        raise RunError(f"onnxruntime cannot load '{path}' ({type(e).__name__}: {str(e).splitlines()[0][:200]})",
+                       "the file may be truncated or built by an incompatible onnxruntime; rebuild it") from None
+
+
+def _ort_dtype(type_str: str) -> str:
+    inner = type_str[len("tensor("):-1] if type_str.startswith("tensor(") else type_str
+    return {"float": "float32", "double": "float64", "float16": "float16"}.get(inner, inner)
+
+
+def _specs(args) -> tuple[TensorSpec, ...]:
+    """TensorSpecs of onnxruntime's NodeArgs (symbolic dims become None)."""
+    return tuple(TensorSpec(a.name, _ort_dtype(a.type), tuple(d if isinstance(d, int) else None for d in a.shape))
+                 for a in args)
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class OrtRunner:
+    """Runs an ONNX model or an ORT-format artifact on onnxruntime's CPU provider."""
+
+    def __init__(self, path: Path, fmt: str):
+        self.path, self.format, self.backend = Path(path), fmt, "onnxruntime"
+        self.session = ort_session(self.path, fmt)
+        self.inputs = _specs(self.session.get_inputs())
+        self.outputs = _specs(self.session.get_outputs())
+        raw = self.session.get_modelmeta().custom_metadata_map.get(KEY)
+        try:
+            self.interface = Interface.from_json(json.loads(raw)) if raw else Interface()
+        except (ValueError, AttributeError) as e:
+            raise RunError(f"'{path}' records an unreadable interface ({KEY}: {e})", "rebuild the artifact") from None
+        intra = self.session.get_session_options().intra_op_num_threads
+        # 0 is onnxruntime's default: one intra-op thread per physical core
+        self.threads = {"intra_op_num_threads": intra, "cpus": _cpus()}
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = sorted({t.name for t in self.inputs} - set(feed))
+        if missing:
+            raise RunError(f"missing input(s) {', '.join(missing)}",
+                           f"provide every input: {', '.join(t.name for t in self.inputs)}")
+        names = [o.name for o in self.outputs]
+        try:
+            values = self.session.run(names, {t.name: feed[t.name] for t in self.inputs})
+        except Exception as e:  # onnxruntime's own error types (InvalidArgument, RuntimeException, ...)
+            raise RunError(f"onnxruntime failed to run '{self.path}' ({type(e).__name__}: "
+                           f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else ''})",
+                           "check the inputs' shapes and values; rerun with --debug for details") from e
+        return OrderedDict(zip(names, values))
+
+    def polygraphy_runner(self, name: str):
+        from polygraphy.backend.onnxrt import OnnxrtRunner
+
+        return OnnxrtRunner(self.session, name=name)
+
+
+class OnnxruntimeBackend:
+    name, label = "onnxruntime", "onnxruntime"
+    formats = (ORT_FORMAT, ONNX_MODEL)
+    install_hint = "pip install onnxruntime"
+    runs_any_shape = True
+
+    def availability(self) -> tuple[bool, str]:
+        return True, "runs on any CPU"  # a dependency of the package
+
+    def build(self, onnx_path: Path, out: Path, settings: BuildConfig, profiles: tuple = ()) -> EngineArtifact:
+        return build(onnx_path, out, settings)  # onnxruntime runs any shape: profiles need nothing here
+
+    def load(self, path: Path, plugins: tuple = ()) -> OrtRunner:
+        return OrtRunner(path, detect_format(path))
+
+
+BACKEND = OnnxruntimeBackend()

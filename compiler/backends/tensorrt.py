@@ -29,7 +29,7 @@ import onnx
 
 from passes import provenance
 
-from ..artifacts import EngineArtifact, TensorSpec, atomic_output
+from ..artifacts import TENSORRT_PLAN, EngineArtifact, TensorSpec, atomic_output
 from ..config import BuildConfig, Shape
 from ..errors import BuildError, RunError
 from ..interface import Interface
@@ -273,7 +273,7 @@ def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig(), profiles
                "timing_cache": None if cfg.timing_cache is None else
                {"path": str(cfg.timing_cache), "loaded": "load_timing_cache" in options, "saved": cache is not None}}
     summary.update(engine_summary(EngineFromBytes(bytes(plan))()))
-    return EngineArtifact(path=Path(out), backend="tensorrt", format="tensorrt-plan", summary=summary)
+    return EngineArtifact(path=Path(out), backend="tensorrt", format=TENSORRT_PLAN, summary=summary)
 
 
 def engine_io(engine) -> list[dict]:
@@ -344,7 +344,7 @@ class TrtPlanRunner:
     """Runs a serialized TensorRT plan through Polygraphy's TrtRunner (device buffers handled), choosing for
     each feed the first optimization profile that holds its shapes (TF-TRT's rule)."""
 
-    backend, format = "tensorrt", "tensorrt-plan"
+    backend, format = "tensorrt", TENSORRT_PLAN
 
     def __init__(self, path: Path, plugins=()):
         _require(RunError)
@@ -391,3 +391,22 @@ class TrtPlanRunner:
         from polygraphy.backend.trt import TrtRunner
 
         return TrtRunner(self._engine, name=name)
+
+
+class TensorRTBackend:
+    name, label = "tensorrt", "TensorRT"
+    formats = (TENSORRT_PLAN,)
+    install_hint = INSTALL_HINT
+    runs_any_shape = False
+
+    def availability(self) -> tuple[bool, str]:
+        return availability()
+
+    def build(self, onnx_path: Path, out: Path, settings: BuildConfig, profiles: tuple = ()) -> EngineArtifact:
+        return build(onnx_path, out, settings, profiles=profiles)
+
+    def load(self, path: Path, plugins: tuple = ()) -> TrtPlanRunner:
+        return TrtPlanRunner(path, plugins=plugins)  # its interface is empty: a plan carries no metadata
+
+
+BACKEND = TensorRTBackend()

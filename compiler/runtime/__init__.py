@@ -9,7 +9,8 @@ from ..artifacts import ONNX_MODEL, ORT_FORMAT, TENSORRT_PLAN, detect_format
 from ..common.arrays import cast, load_arrays
 from .bench import MEASURED, BenchResult, benchmark, check_bench_counts, feed_batch
 from .feeds import PreparedFeed, prepare_feed
-from .load import OrtRunner, load, ort_session
+from ..backends.onnxruntime import OrtRunner, ort_session
+from .load import load
 from .run import RunResult, output_stats, random_feed, read_feed, run
 
 __all__ = ["MEASURED", "ONNX_MODEL", "ORT_FORMAT", "TENSORRT_PLAN", "BenchResult", "OrtRunner", "PreparedFeed",
