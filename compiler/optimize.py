@@ -8,7 +8,7 @@ from pathlib import Path
 import onnx
 import onnx_graphsurgeon as gs
 
-from passes import FreezeInputShapes, InferShapes, PassBug, PassContext, PassError, PassManager, build_pipeline
+from passes import FreezeInputShapes, InferShapes, PassBug, PassError, PassManager, build_pipeline
 from passes.rules import RuleFileError, load_rules_file
 
 from . import interface
@@ -36,21 +36,22 @@ def optimize(onnx_path: Path, out: Path, cfg: OptimizeConfig = OptimizeConfig(),
     """Returns (OnnxArtifact, [PassRecord]). ``check(model, pass_name)`` runs after each changing pass."""
     _quiet_graphsurgeon()
     try:
-        pipeline = build_pipeline(cfg.passes, cfg.skip_passes)
+        pipeline = build_pipeline(cfg.passes, cfg.skip_passes, input_shapes=dict(cfg.input_shapes),
+                                  inputs_as_nchw=cfg.inputs_as_nchw, outputs_as_nchw=cfg.outputs_as_nchw,
+                                  rules=tuple(_user_rules(cfg.rules_file)))
     except PassError as e:
         raise ConfigError(str(e), "list passes with `python -m compiler optimize --list-passes`") from None
     model = load(Path(onnx_path))
-    ctx = PassContext(input_shapes=dict(cfg.input_shapes), rules=tuple(_user_rules(cfg.rules_file)),
-                      inputs_as_nchw=cfg.inputs_as_nchw, outputs_as_nchw=cfg.outputs_as_nchw)
 
-    def with_interface(candidate):
-        interface.write(candidate, interface.diff(model, candidate, ctx.state.get("interface_perms", {})))
+    def with_interface(candidate):  # the layout pass says what it transposed; dtypes are read off the graphs
+        perms = next((r.stats["perms"] for r in manager.records if r.name == "layout_io" and r.changed), {})
+        interface.write(candidate, interface.diff(model, candidate, perms))
         return candidate
 
     checked = None if check is None else (lambda candidate, name: check(with_interface(candidate), name))
     manager = PassManager(pipeline, max_iterations=cfg.max_iterations, check=checked, dump_dir=cfg.dump_dir)
     try:
-        result = with_interface(manager.run(model, ctx))
+        result = with_interface(manager.run(model))
     except PassBug as e:
         raise OptimizeError(f"bug in pass '{e.pass_name}': {e}",
                             f"work around it with --skip-pass {e.pass_name}, and please report it") from e
@@ -80,12 +81,11 @@ def cut(onnx_path: Path, out: Path, cfg: OptimizeConfig) -> tuple[OnnxArtifact, 
     _quiet_graphsurgeon()
     model = load(Path(onnx_path))
     graph = gs.import_onnx(model)
-    ctx = PassContext(input_shapes=dict(cfg.input_shapes))
     try:
-        FreezeInputShapes().run(graph, ctx)
+        FreezeInputShapes(cfg.input_shapes).run(graph)
     except PassError as e:
         raise ConfigError(str(e), "give --input-shapes for the model's own inputs") from None
-    InferShapes().run(graph, ctx)
+    InferShapes().run(graph)
     tensors = graph.tensors()
 
     def pick(names, flag):

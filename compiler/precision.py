@@ -26,7 +26,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from passes import PassContext, PassError, PassManager
+from passes import PassError, PassManager
 from passes.cleanup_casts import CleanupCasts
 from passes.cleanup_toposort import CleanupToposort
 from passes.quantize_int8 import INT8_OPS, QuantizeInt8, quantizable
@@ -78,23 +78,22 @@ def precision_summary(model: onnx.ModelProto) -> tuple[dict, dict]:
     return {p: dict(sorted(r.items())) for p, r in sorted(table.items())}, nodes
 
 
-def _run_passes(model: onnx.ModelProto, passes, ctx):
+def _run_passes(model: onnx.ModelProto, passes):
     manager = PassManager(passes, max_iterations=2)
     try:
-        return manager.run(model, ctx), manager.records
+        return manager.run(model), manager.records
     except PassError as e:
         raise PrecisionError(str(e), "check --keep-fp32/--int8-skip against `python -m compiler inspect MODEL.onnx "
                              "--tensors`") from None
 
 
 def to_fp16(model: onnx.ModelProto, cfg: PrecisionConfig, extra_keep: tuple[str, ...] = ()):
-    ctx = PassContext(keep_fp32=tuple(cfg.keep_fp32) + tuple(extra_keep), fp16_io=cfg.fp16_io)
-    return _run_passes(model, [ToFp16(), CleanupCasts(), CleanupToposort()], ctx)
+    return _run_passes(model, [ToFp16(tuple(cfg.keep_fp32) + tuple(extra_keep), cfg.fp16_io), CleanupCasts(),
+                               CleanupToposort()])
 
 
 def to_int8(model: onnx.ModelProto, cfg: PrecisionConfig, ranges: dict):
-    ctx = PassContext(int8_ranges=ranges, int8_skip=tuple(cfg.int8_skip))
-    return _run_passes(model, [QuantizeInt8(), CleanupToposort()], ctx)
+    return _run_passes(model, [QuantizeInt8(ranges, tuple(cfg.int8_skip)), CleanupToposort()])
 
 
 # ---------------------------------------------------------------- INT8 calibration

@@ -11,7 +11,7 @@ from .fold_constants import FoldConstants
 from .freeze_input_shapes import FreezeInputShapes
 from .fuse_into_conv import FuseIntoConv
 from .infer_shapes import InferShapes
-from .infra import (PROVENANCE_KEY, Pass, PassBug, PassContext, PassError, PassManager, PassRecord, PassResult,
+from .infra import (PROVENANCE_KEY, Pass, PassBug, PassError, PassManager, PassRecord, PassResult,
                     fingerprint, provenance)
 from .layout_io import LayoutIO
 from .precision import QuantizeInt8, ToFp16
@@ -28,14 +28,16 @@ ALL_PASSES: dict[str, type[Pass]] = {
 PRECISION_PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (ToFp16, QuantizeInt8, CleanupCasts)}
 
 
-def default_pipeline() -> list[Pass]:
-    """The default order, and why it is this order."""
+def default_pipeline(*, input_shapes: dict | None = None, inputs_as_nchw: tuple[str, ...] = (),
+                     outputs_as_nchw: tuple[str, ...] = (), rules: tuple = ()) -> list[Pass]:
+    """The default order, and why it is this order; each pass gets its settings here. The first two run once,
+    before the manager repeats the others to a fixed point (``Pass.once``)."""
     return [
         # Static input shapes first: every later pass sees the shapes the engine will run with.
-        FreezeInputShapes(),
+        FreezeInputShapes(input_shapes),
         # The interface layout next: the user's --input-shapes are in the model's own layout, so they
         # are frozen first; every later pass sees the NCHW interface and its compensating Transposes.
-        LayoutIO(),
+        LayoutIO(inputs_as_nchw, outputs_as_nchw),
         # Shapes and dtypes on every tensor before folding: fold_constants can only turn
         # Shape(x) into a constant when x's shape is known.
         InferShapes(),
@@ -43,7 +45,7 @@ def default_pipeline() -> list[Pass]:
         FoldConstants(),
         # The user's rules see the folded graph before ours, so they can claim a pattern first
         # (e.g. a subgraph that becomes a plugin node).
-        UserRules(),
+        UserRules(rules),
         # Replace what TensorRT's parser rejects; rules read constant K, roi, indices and static shapes,
         # which only exist after folding.
         RewriteTensorRT(),
@@ -58,16 +60,20 @@ def default_pipeline() -> list[Pass]:
     ]
 
 
-def build_pipeline(names: tuple[str, ...] | None = None, skip: tuple[str, ...] = ()) -> list[Pass]:
-    """The default pipeline, or the named passes in the given order, minus ``skip``."""
+def build_pipeline(names: tuple[str, ...] | None = None, skip: tuple[str, ...] = (), **settings) -> list[Pass]:
+    """The default pipeline, or the named passes in the given order, minus ``skip``; ``settings`` are
+    ``default_pipeline``'s."""
     unknown = sorted((set(names or ()) | set(skip)) - set(ALL_PASSES))
     if unknown:
         raise PassError(f"unknown pass(es) {', '.join(unknown)}; available: {', '.join(ALL_PASSES)}")
-    pipeline = default_pipeline() if names is None else [ALL_PASSES[n]() for n in names]
+    pipeline = default_pipeline(**settings)
+    if names is not None:
+        by_name = {p.name: p for p in pipeline}
+        pipeline = [by_name[n] for n in names]
     return [p for p in pipeline if p.name not in skip]
 
 
 __all__ = ["ALL_PASSES", "PRECISION_PASSES", "PROVENANCE_KEY", "CleanupCasts", "CleanupToposort", "EliminateTransposes", "FoldConstants", "FreezeInputShapes",
-           "FuseIntoConv", "InferShapes", "LayoutIO", "Pass", "PassBug", "PassContext", "PassError", "PassManager",
+           "FuseIntoConv", "InferShapes", "LayoutIO", "Pass", "PassBug", "PassError", "PassManager",
            "PassRecord", "PassResult", "QuantizeInt8", "RewriteTensorRT", "ToFp16", "UserRules", "build_pipeline", "default_pipeline",
            "fingerprint", "provenance"]

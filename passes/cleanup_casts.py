@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from .infra import Pass, PassContext, PassResult, reconnect
+from .infra import Pass, PassResult, reconnect
 
 _FLOATS = ("float16", "float32", "float64")
 
@@ -82,7 +82,7 @@ def _bypass(graph: gs.Graph, node: gs.Node, source: gs.Tensor) -> bool:
 class CleanupCasts(Pass):
     name = "cleanup_casts"
 
-    def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
+    def run(self, graph: gs.Graph) -> PassResult:
         stats = {"noop": 0, "chains": 0, "float32_kept": 0, "merged": 0}
         for node in list(graph.nodes):
             if node.op != "Cast" or not node.outputs or not node.inputs:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 
-from .infra import Pass, PassContext, PassResult, structure
+from .infra import Pass, PassResult, structure
 
 
 class CleanupToposort(Pass):
     name = "cleanup_toposort"
 
-    def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
+    def run(self, graph: gs.Graph) -> PassResult:
         before = structure(graph)
         nodes_before = sum(len(nodes) for nodes, _ in before)
         graph.cleanup(remove_unused_graph_inputs=False).toposort()  # both recurse into Loop/If bodies

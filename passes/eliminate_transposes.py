@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from .infra import Pass, PassContext, PassResult, UniqueNames, reconnect
+from .infra import Pass, PassResult, UniqueNames, reconnect
 from .rules import constant_value as _const
 
 UNARY = {"Relu", "LeakyRelu", "Elu", "Selu", "Celu", "Gelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Softplus",
@@ -65,7 +65,7 @@ class EliminateTransposes(Pass):
     def __init__(self, max_rounds: int = 64):
         self.max_rounds = max_rounds
 
-    def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
+    def run(self, graph: gs.Graph) -> PassResult:
         self.opset = graph.opset
         stats = {"removed_identity": 0, "merged": 0, "folded": 0, "pushed": 0}
         unique = UniqueNames(graph)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 
-from .infra import Pass, PassContext, PassResult, structure
+from .infra import Pass, PassResult, structure
 
 
 # Ops whose values are sequences or optionals: a constant can only hold a tensor, and graphsurgeon
@@ -22,7 +22,7 @@ NON_TENSOR_OPS = frozenset({"SequenceEmpty", "SequenceConstruct", "SequenceInser
 class FoldConstants(Pass):
     name = "fold_constants"
 
-    def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
+    def run(self, graph: gs.Graph) -> PassResult:
         before = structure(graph)
         for sub in graph.subgraphs(recursive=True):
             # Subgraphs carry no IR version of their own; graphsurgeon would export them at its newest,

@@ -6,7 +6,7 @@ shape arithmetic into constants, which TensorRT builds faster and better.
 
 Refuses (PassError) a shape whose rank differs from the input's, or that
 contradicts a dimension that is already static: the model could not run
-with it. Names that are not inputs are refused too. Acts once per run: the
+with it. Names that are not inputs are refused too. Runs once (``once``): the
 shapes are in the model's original layout, and ``layout_io`` may change
 the interface after it.
 """
@@ -14,22 +14,24 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 
-from .infra import Pass, PassContext, PassError, PassResult, first_time
+from .infra import Pass, PassError, PassResult
 
 
 class FreezeInputShapes(Pass):
     name = "freeze_input_shapes"
+    once = True
 
-    def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
-        if not first_time(ctx, self.name):
-            return PassResult(changed=False)
+    def __init__(self, shapes: dict[str, tuple[int, ...]] | None = None):
+        self.shapes = dict(shapes or {})  # input name -> static shape (--input-shapes)
+
+    def run(self, graph: gs.Graph) -> PassResult:
         inputs = {t.name: t for t in graph.inputs}
-        unknown = sorted(set(ctx.input_shapes) - set(inputs))
+        unknown = sorted(set(self.shapes) - set(inputs))
         if unknown:
             raise PassError(f"--input-shapes names {', '.join(unknown)}, not an input of the graph "
                             f"(inputs: {', '.join(inputs)})")
         frozen = []
-        for name, shape in ctx.input_shapes.items():
+        for name, shape in self.shapes.items():
             t = inputs[name]
             current = list(t.shape) if t.shape is not None else None
             if current is not None and len(current) != len(shape):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from .infra import Pass, PassContext, PassResult
+from .infra import Pass, PassResult
 
 
 def _const(t):
@@ -44,7 +44,7 @@ def _single_reader(t, graph) -> gs.Node | None:
 class FuseIntoConv(Pass):
     name = "fuse_into_conv"
 
-    def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
+    def run(self, graph: gs.Graph) -> PassResult:
         stats = {"affine": 0, "pad": 0}
         for node in list(graph.nodes):
             if node.op != "Conv" or not node.outputs:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import onnx
 import onnx_graphsurgeon as gs
 
-from .infra import Pass, PassContext, PassResult
+from .infra import Pass, PassResult
 
 
 def _more_specific(new, old) -> bool:
@@ -60,7 +60,7 @@ def _without_weights(graph: gs.Graph) -> onnx.ModelProto:
 class InferShapes(Pass):
     name = "infer_shapes"
 
-    def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
+    def run(self, graph: gs.Graph) -> PassResult:
         inferred = onnx.shape_inference.infer_shapes(_without_weights(graph), data_prop=True)
         infos = {vi.name: vi for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
         updated = 0

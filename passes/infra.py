@@ -74,36 +74,17 @@ class PassResult:
     stats: dict = field(default_factory=dict)
 
 
-@dataclass
-class PassContext:
-    """What passes may read besides the graph: the user's settings."""
-
-    input_shapes: dict[str, Shape] = field(default_factory=dict)
-    rules: tuple = ()  # user rules (passes.rules.Rule) from --rules FILE.py
-    inputs_as_nchw: tuple[str, ...] = ()  # graph inputs to present as NCHW (layout_io)
-    outputs_as_nchw: tuple[str, ...] = ()
-    state: dict = field(default_factory=dict)  # per-run memory of passes that must act once (layout_io)
-    # Precision passes (to_fp16, quantize_int8): what stays float32, and the calibrated ranges.
-    keep_fp32: tuple[str, ...] = ()  # op types or node names (--keep-fp32)
-    fp16_io: bool = False
-    int8_ranges: dict = field(default_factory=dict)  # tensor name -> (low, high), from calibration
-    int8_skip: tuple[str, ...] = ()  # op types or node names left in float (--int8-skip)
-
-
-def first_time(ctx: PassContext, name: str) -> bool:
-    """For passes that act once per run (the manager repeats the pipeline): True the first time only."""
-    if ctx.state.get(name):
-        return False
-    ctx.state[name] = True
-    return True
-
-
 class Pass:
-    """Subclasses set ``name`` (== their file name) and implement ``run``."""
+    """Subclasses set ``name`` (== their file name) and implement ``run``; settings come through ``__init__``.
+
+    ``once``: the pass changes the interface or is not idempotent by nature (freezing shapes, NCHW IO, the
+    precision conversions), so the manager runs it once, before the fixed-point loop over the others.
+    """
 
     name: str = ""
+    once: bool = False
 
-    def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:  # pragma: no cover - abstract
+    def run(self, graph: gs.Graph) -> PassResult:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def __repr__(self):
@@ -225,7 +206,9 @@ class PassManager:
         onnx.save(self._export(graph, template), str(path))
         self._dumped += 1
 
-    def run(self, model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
+    def run(self, model: onnx.ModelProto) -> onnx.ModelProto:
+        """The passes over ``model`` (a copy): the ``once`` passes in their order, then the others repeated until a
+        round changes nothing (at most ``max_iterations`` rounds). Provenance goes into the result's metadata."""
         source = onnx.ModelProto()
         source.CopyFrom(model)  # graphsurgeon may write renamed initializers back into the proto it imports
         graph = gs.import_onnx(source)
@@ -233,36 +216,41 @@ class PassManager:
             graph.ir_version = MIN_IR_VERSION
         self._dump(graph, model, "input")
         origin = provenance(model)
+        for p in self.passes:
+            if p.once:
+                self._run_pass(p, graph, 1, origin, model)
+        looped = [p for p in self.passes if not p.once]
         for iteration in range(1, self.max_iterations + 1):
-            round_changed = False
-            for p in self.passes:
-                before_names = {n.name for n in graph.nodes}
-                before_ops = op_counts(graph)
-                before_fp = fingerprint(graph) if self.verify_changed else None
-                start = time.perf_counter()
-                result = p.run(graph, ctx)
-                seconds = time.perf_counter() - start
-                if not isinstance(result, PassResult):
-                    raise PassError(f"pass '{p.name}' returned {type(result).__name__}, not PassResult")
-                if before_fp is not None:
-                    really = fingerprint(graph) != before_fp
-                    if really != result.changed:
-                        raise PassBug(p.name, f"pass '{p.name}' reported changed={result.changed} but the graph "
-                                        f"{'did' if really else 'did not'} change")
-                after_ops = op_counts(graph)
-                delta = {op: after_ops[op] - before_ops[op] for op in sorted(set(before_ops) | set(after_ops))
-                         if after_ops[op] != before_ops[op]}
-                self.records.append(PassRecord(p.name, iteration, result.changed, seconds,
-                                               sum(before_ops.values()), sum(after_ops.values()), delta,
-                                               result.stats))
-                if result.changed:
-                    round_changed = True
-                    origin.update((n.name, p.name) for n in graph.nodes if n.name and n.name not in before_names)
-                    self._dump(graph, model, p.name)
-                    if self.check is not None:
-                        self.check(self._export(graph, model), p.name)
-            if not round_changed:
+            changed = [self._run_pass(p, graph, iteration, origin, model) for p in looped]
+            if not any(changed):
                 break
         result = self._export(graph, model)
         write_provenance(result, origin)
         return result
+
+    def _run_pass(self, p: Pass, graph: gs.Graph, iteration: int, origin: dict, template) -> bool:
+        """Run one pass, verify its ``changed`` against the fingerprint, record it; whether it changed the graph."""
+        before_names = {n.name for n in graph.nodes}
+        before_ops = op_counts(graph)
+        before_fp = fingerprint(graph) if self.verify_changed else None
+        start = time.perf_counter()
+        result = p.run(graph)
+        seconds = time.perf_counter() - start
+        if not isinstance(result, PassResult):
+            raise PassError(f"pass '{p.name}' returned {type(result).__name__}, not PassResult")
+        if before_fp is not None:
+            really = fingerprint(graph) != before_fp
+            if really != result.changed:
+                raise PassBug(p.name, f"pass '{p.name}' reported changed={result.changed} but the graph "
+                                      f"{'did' if really else 'did not'} change")
+        after_ops = op_counts(graph)
+        delta = {op: after_ops[op] - before_ops[op] for op in sorted(set(before_ops) | set(after_ops))
+                 if after_ops[op] != before_ops[op]}
+        self.records.append(PassRecord(p.name, iteration, result.changed, seconds, sum(before_ops.values()),
+                                       sum(after_ops.values()), delta, result.stats))
+        if result.changed:
+            origin.update((n.name, p.name) for n in graph.nodes if n.name and n.name not in before_names)
+            self._dump(graph, template, p.name)
+            if self.check is not None:
+                self.check(self._export(graph, template), p.name)
+        return result.changed

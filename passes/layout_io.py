@@ -5,8 +5,10 @@ Rewrite, for an input ``x`` of rank r laid out channels-last (``N, D1..Dk, C``):
 that restores the old layout for the graph's nodes; for an output ``y``, the
 old value is renamed and ``y = Transpose(old, perm=[0, r-1, 1..r-2])``. The
 graph computes the same numbers; ``eliminate_transposes`` then cancels the new
-Transposes against tf2onnx's own ones. Acts once per run (``ctx.state``), since
-the interface change is not idempotent by nature.
+Transposes against tf2onnx's own ones. Runs once (``once``), since the
+interface change is not idempotent by nature; its stats say what changed
+(``perms``: per input and output, candidate = transpose(original, perm)),
+which the optimize stage records as the model's interface change.
 
 Refuses (PassError) a name that is not a graph input/output, or a tensor whose
 rank is unknown or below 3.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 
-from .infra import Pass, PassContext, PassError, PassResult, reconnect
+from .infra import Pass, PassError, PassResult, reconnect
 
 
 def to_nchw_perm(rank: int) -> list[int]:
@@ -37,13 +39,16 @@ def _rank(t: gs.Tensor, flag: str) -> int:
 
 class LayoutIO(Pass):
     name = "layout_io"
+    once = True
 
-    def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
-        done = ctx.state.setdefault(self.name, set())
+    def __init__(self, nchw_in: tuple[str, ...] = (), nchw_out: tuple[str, ...] = ()):
+        self.nchw_in, self.nchw_out = tuple(nchw_in), tuple(nchw_out)  # --inputs-as-nchw, --outputs-as-nchw
+
+    def run(self, graph: gs.Graph) -> PassResult:
         # What changed at the interface, for callers who feed the model (validation, runtime):
         # candidate tensor = transpose(original tensor, perm).
-        perms = ctx.state.setdefault("interface_perms", {"inputs": {}, "outputs": {}})
-        wanted = {"inputs": ctx.inputs_as_nchw, "outputs": ctx.outputs_as_nchw}
+        perms = {"inputs": {}, "outputs": {}}
+        wanted = {"inputs": self.nchw_in, "outputs": self.nchw_out}
         available = {"inputs": {t.name: t for t in graph.inputs}, "outputs": {t.name: t for t in graph.outputs}}
         for kind, names in wanted.items():
             unknown = [n for n in names if n not in available[kind]]
@@ -53,8 +58,6 @@ class LayoutIO(Pass):
         changed = []
         for kind, names in wanted.items():
             for name in names:
-                if (kind, name) in done:
-                    continue
                 t = available[kind][name]
                 r = _rank(t, f"--{kind}-as-nchw")
                 # The graph's own nodes keep reading and writing the old layout, as ``inner``.
@@ -69,9 +72,8 @@ class LayoutIO(Pass):
                                         inputs=[inner], outputs=[t])
                 graph.nodes.append(transpose)
                 t.shape = [inner.shape[i] for i in to_nchw_perm(r)]
-                done.add((kind, name))
                 perms[kind][name] = to_nchw_perm(r)
                 changed.append(f"{kind[:-1]} {name}")
         if changed:
             graph.toposort()
-        return PassResult(changed=bool(changed), stats={"nchw": changed})
+        return PassResult(changed=bool(changed), stats={"nchw": changed, "perms": perms})

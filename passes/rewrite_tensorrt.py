@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 
-from .infra import Pass, PassContext, PassResult
+from .infra import Pass, PassResult
 from .rules import apply_rules
 from .rules.catalogue import CATALOGUE
 
@@ -20,6 +20,6 @@ class RewriteTensorRT(Pass):
     def __init__(self, rules=None):
         self.rules = list(CATALOGUE if rules is None else rules)
 
-    def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
+    def run(self, graph: gs.Graph) -> PassResult:
         stats = apply_rules(graph, self.rules)
         return PassResult(changed=bool(stats["applied"]), stats=stats)

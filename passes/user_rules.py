@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 
-from .infra import Pass, PassContext, PassResult
+from .infra import Pass, PassResult
 from .rules import apply_rules
 
 
 class UserRules(Pass):
     name = "user_rules"
 
-    def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
-        if not ctx.rules:
+    def __init__(self, rules=()):
+        self.rules = list(rules)  # passes.rules.Rule instances from --rules FILE.py
+
+    def run(self, graph: gs.Graph) -> PassResult:
+        if not self.rules:
             return PassResult(changed=False)
-        stats = apply_rules(graph, list(ctx.rules))
+        stats = apply_rules(graph, self.rules)
         return PassResult(changed=bool(stats["applied"]), stats=stats)

@@ -22,7 +22,7 @@ from compiler.interface import read as interface_of
 from compiler.onnxutil import io_specs
 from compiler.precision import auto_mixed, within
 from compiler.validate import resolve_shapes
-from passes import PassContext, PassManager
+from passes import PassManager
 from passes.cleanup_casts import CleanupCasts
 from passes.quantize_int8 import quantizable
 from passes.to_fp16 import default_keep_ops, node_precision
@@ -153,7 +153,7 @@ def test_cleanup_casts_structure_numerics_idempotence():
 
     model = _cast_model()
     manager = PassManager([CleanupCasts()])
-    out = manager.run(model, PassContext())
+    out = manager.run(model)
     onnx.checker.check_model(out, full_check=True)
     # c1 and c2 both merge into "down", whose float16 output the round trip no longer uses otherwise
     assert manager.records[0].stats == {"noop": 1, "float32_kept": 1, "merged": 2}
@@ -166,7 +166,7 @@ def test_cleanup_casts_structure_numerics_idempotence():
     np.testing.assert_allclose(after["y"], np.exp(feed["x"]), rtol=3e-7)
     assert not np.allclose(before["y"], after["y"], rtol=1e-5, atol=0)
     again = PassManager([CleanupCasts()])
-    again.run(out, PassContext())
+    again.run(out)
     assert not again.records[0].changed
 
 

@@ -15,19 +15,19 @@ TensorRT:
 * outputs of those layers are not quantized (TensorRT does it where the next
   layer reads int8);
 * activations: symmetric int8 (zero point 0), one scale per tensor, from the
-  calibrated ranges in ``ctx.int8_ranges``;
+  calibrated ranges given to the pass (``ranges``);
 * biases stay float: TensorRT does not consume int32 DequantizeLinear.
 
 The ranges come from calibration (``compiler/precision.py``), done on the
-float32 graph before this pass. ``ctx.int8_skip`` names op types or nodes to
-leave in float. Acts once per run.
+float32 graph before this pass. ``skip`` (--int8-skip) names op types or nodes to
+leave in float. Runs once (``once``).
 """
 from __future__ import annotations
 
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from ..infra import Pass, PassContext, PassError, PassResult, first_time
+from ..infra import Pass, PassError, PassResult
 from ._common import INT8_OPS, export, node_precision, replace_graph, split_keep
 
 QDQ_OPTIONS = {
@@ -55,16 +55,19 @@ def quantizable(graph: gs.Graph, skip: tuple[str, ...] = ()) -> list[str]:
 
 class QuantizeInt8(Pass):
     name = "quantize_int8"
+    once = True
 
-    def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
-        if not first_time(ctx, self.name):
-            return PassResult(False)
-        skip_ops, skip_nodes = split_keep(graph, ctx.int8_skip)
+    def __init__(self, ranges: dict | None = None, skip: tuple[str, ...] = ()):
+        self.ranges = dict(ranges or {})  # tensor name -> (low, high), from calibration
+        self.skip = tuple(skip)  # op types or node names left in float (--int8-skip)
+
+    def run(self, graph: gs.Graph) -> PassResult:
+        skip_ops, skip_nodes = split_keep(graph, self.skip)
         ops = [op for op in INT8_OPS if op not in skip_ops]
-        targets = quantizable(graph, ctx.int8_skip)
+        targets = quantizable(graph, self.skip)
         if not targets:
             return PassResult(False, {"quantized": 0, "note": f"no {'/'.join(INT8_OPS)} node to quantize"})
-        if not ctx.int8_ranges:
+        if not self.ranges:
             raise PassError("quantize_int8 needs calibrated tensor ranges; run it through --precision int8, which "
                             "calibrates first")
         from onnxruntime.quantization import QDQQuantizer, QuantType
@@ -72,7 +75,7 @@ class QuantizeInt8(Pass):
 
         ranges = TensorsData(CalibrationMethod.MinMax,
                              {name: TensorData(lowest=np.float32(lo), highest=np.float32(hi))
-                              for name, (lo, hi) in ctx.int8_ranges.items()})
+                              for name, (lo, hi) in self.ranges.items()})
         quantizer = QDQQuantizer(export(graph), True, False, QuantType.QInt8, QuantType.QInt8, ranges, targets,
                                  sorted(skip_nodes), ops, dict(QDQ_OPTIONS))
         quantizer.quantize_model()

@@ -23,7 +23,7 @@ Max, Upsample):
   the result feeds every later layer.
 
 Graph inputs and outputs stay float32 (a Cast at the edge) unless
-``ctx.fp16_io``. Acts once per run: the converter would treat its own
+``fp16_io``. Runs once (``once``): the converter would treat its own
 output as a new float32 graph.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ from __future__ import annotations
 import onnx
 import onnx_graphsurgeon as gs
 
-from ..infra import Pass, PassContext, PassResult, first_time
+from ..infra import Pass, PassResult
 from ._common import export, node_precision, replace_graph, split_keep  # noqa: F401 (re-exported)
 
 KEEP_FP32 = ("Exp", "Log", "Pow", "Softplus", "Softmax", "LogSoftmax", "ReduceSum", "ReduceSumSquare", "ReduceL1",
@@ -82,18 +82,21 @@ def _fp32_feeders(graph: gs.Graph, blocked: set[str], outputs_fp32: bool) -> set
 
 class ToFp16(Pass):
     name = "to_fp16"
+    once = True
 
-    def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
-        if not first_time(ctx, self.name):
-            return PassResult(False)
+    def __init__(self, keep_fp32: tuple[str, ...] = (), fp16_io: bool = False):
+        self.keep_fp32 = tuple(keep_fp32)  # op types or node names kept in float32 (--keep-fp32)
+        self.fp16_io = fp16_io  # float16 graph inputs and outputs (--fp16-io)
+
+    def run(self, graph: gs.Graph) -> PassResult:
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
-        keep_ops, keep_nodes = split_keep(graph, ctx.keep_fp32)
+        keep_ops, keep_nodes = split_keep(graph, self.keep_fp32)
         blocked_ops = set(default_keep_ops()) | keep_ops
         feeders = _fp32_feeders(graph, {n.name for n in graph.nodes if n.op in blocked_ops} | keep_nodes,
-                                outputs_fp32=not ctx.fp16_io)
+                                outputs_fp32=not self.fp16_io)
         model = export(graph)
-        converted = convert_float_to_float16(model, keep_io_types=not ctx.fp16_io, op_block_list=sorted(blocked_ops),
+        converted = convert_float_to_float16(model, keep_io_types=not self.fp16_io, op_block_list=sorted(blocked_ops),
                                              node_block_list=sorted(keep_nodes | feeders), disable_shape_infer=True)
         casts_before = sum(n.op == "Cast" for n in graph.nodes)
         replace_graph(graph, onnx.shape_inference.infer_shapes(converted))
@@ -106,4 +109,4 @@ class ToFp16(Pass):
         kept = [{"node": n.name, "op": n.op, "reason": reason(n)} for n in graph.nodes
                 if n.op in blocked_ops or n.name in keep_nodes or n.name in feeders]
         return PassResult(True, {"kept_fp32": kept, "casts_added": sum(n.op == "Cast" for n in graph.nodes)
-                                 - casts_before, "io": "float16" if ctx.fp16_io else "float32"})
+                                 - casts_before, "io": "float16" if self.fp16_io else "float32"})

@@ -4,12 +4,15 @@ A rule is data in three parts (DESIGN.md, style 3):
 
 - **pattern**: ``op`` (the node type it anchors on; ``""`` for any) and
   ``wants(node, graph)``: does this node have the problem the rule fixes?
-- **check**: ``check(node, graph)`` returns ``None`` when the rewrite applies,
-  or the reason it does not. Refusals are recorded (pass stats, report,
-  ``check-trt``), never silent.
-- **replacement**: ``apply(node, graph)`` rewires the graph. Build new nodes
+- **check**: ``check(node, graph)`` returns the rewrite's plan (anything truthy: what it found out, so
+  nothing is computed twice) when the rewrite applies, or a :class:`Refusal` (a ``str``) saying why it does
+  not. Refusals are recorded (pass stats, report, ``check-trt``), never silent.
+- **replacement**: ``apply(node, graph, plan)`` consumes the plan and rewires the graph. Build new nodes
   with :class:`Builder`, so their names say which rule made them. Nodes left
   dangling are removed by the pass afterwards.
+
+Rules written for the older form, whose ``check`` returns ``None`` to apply, keep working: their
+``apply(node, graph)`` is called without a plan.
 
 The rule's docstring states the rewrite and its algebra. Users write rules the
 same way in a file passed with ``--rules FILE.py``, which defines
@@ -27,6 +30,10 @@ import onnx_graphsurgeon as gs
 from ..infra import UniqueNames, reconnect
 
 
+class Refusal(str):
+    """Why a rule cannot rewrite a node: what ``check`` returns when it refuses (a plain ``str`` counts too)."""
+
+
 class Rule:
     """Subclass, set ``name`` and ``op``, implement ``apply`` (and ``wants``/``check`` where needed)."""
 
@@ -37,12 +44,15 @@ class Rule:
         """Does ``node`` have the problem this rule fixes? Nodes it doesn't want are not recorded."""
         return True
 
-    def check(self, node: gs.Node, graph: gs.Graph) -> str | None:
-        """None: rewrite this node. A string: why this rule cannot (recorded as a refusal)."""
+    def check(self, node: gs.Node, graph: gs.Graph):
+        """The plan for rewriting this node (truthy; ``True`` when there is nothing to plan), or a
+        :class:`Refusal` saying why this rule cannot (recorded as a refusal). This default, None, is the older
+        form's "rewrite it": ``apply(node, graph)`` is then called without a plan."""
         return None
 
-    def apply(self, node: gs.Node, graph: gs.Graph) -> dict | None:  # pragma: no cover - abstract
-        """Rewrite; may return facts for the pass stats (e.g. which graph IO changed dtype)."""
+    def apply(self, node: gs.Node, graph: gs.Graph, plan) -> dict | None:  # pragma: no cover - abstract
+        """Rewrite as ``plan`` (``check``'s) says; may return facts for the pass stats (e.g. which graph IO
+        changed dtype)."""
         raise NotImplementedError
 
     @property
@@ -142,11 +152,11 @@ def apply_rules(graph: gs.Graph, rules: list[Rule]) -> dict:
                     break  # an earlier rule already replaced this node
                 if not rule.wants(node, g):
                     continue
-                reason = rule.check(node, g)
-                if reason:
-                    refused.append({"rule": rule.name, "node": node.name, "reason": reason})
+                plan = rule.check(node, g)
+                if isinstance(plan, str):
+                    refused.append({"rule": rule.name, "node": node.name, "reason": str(plan)})
                     continue
-                note = rule.apply(node, g)
+                note = rule.apply(node, g) if plan is None else rule.apply(node, g, plan)  # None: the older form
                 applied.setdefault(rule.name, []).append(node.name)
                 if note:
                     notes.setdefault(rule.name, []).append(note)
@@ -185,5 +195,5 @@ def load_rules_file(path: Path) -> list[Rule]:
     return list(rules)
 
 
-__all__ = ["Builder", "Rule", "RuleFileError", "apply_rules", "constant_value", "load_rules_file", "replace_output",
+__all__ = ["Builder", "Refusal", "Rule", "RuleFileError", "apply_rules", "constant_value", "load_rules_file", "replace_output",
            "static_shape"]

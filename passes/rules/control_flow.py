@@ -93,7 +93,6 @@ class LoopIfFold(Rule):
 
     def __init__(self, max_unroll: int = MAX_UNROLL):
         self.max_unroll = max_unroll
-        self._plan: tuple[gs.Node, int] | None = None  # (loop, trip count) from check(), reused by apply()
 
     def wants(self, node, graph):
         if node.op == "If":
@@ -101,8 +100,9 @@ class LoopIfFold(Rule):
         return node.op == "Loop"
 
     def check(self, node, graph):
+        """The plan: ("if",), or ("loop", its trip count); else why not."""
         if node.op == "If":
-            return None
+            return ("if",)
         found = self._trip_count(node, graph)
         if isinstance(found, str):
             return found
@@ -111,16 +111,13 @@ class LoopIfFold(Rule):
             return "the loop runs 0 times and has scan outputs, whose empty shape is not known"
         if any(True for n in body.nodes for _ in n.subgraphs()):
             return "the loop body holds a nested Loop/If/Scan; unrolling copies only flat bodies"
-        self._plan = (node, found)
-        return None
+        return "loop", found
 
-    def apply(self, node, graph):
-        if node.op == "If":
+    def apply(self, node, graph, plan):
+        if plan[0] == "if":
             self._inline_if(node, graph)
         else:
-            plan, self._plan = self._plan, None
-            trips = plan[1] if plan and plan[0] is node else self._trip_count(node, graph)
-            self._unroll(node, graph, trips)
+            self._unroll(node, graph, plan[1])
         _detach(node)
 
     # --- If -----------------------------------------------------------------------------------------------------

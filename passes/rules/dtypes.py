@@ -166,11 +166,10 @@ class Uint8InputRegion(Rule):
         return region
 
     def check(self, node, graph):
-        region = self._region(node, graph)
-        return region if isinstance(region, str) else None
+        return self._region(node, graph)  # the plan: the region to run in float32, or why not
 
-    def apply(self, node, graph):
-        region, b = self._region(node, graph), Builder(graph, node, self.name)
+    def apply(self, node, graph, region):
+        b = Builder(graph, node, self.name)
         floats = {id(s): b.op("Cast", [s], {"to": FLOAT}, dtype=np.float32, shape=s.shape) for s in region.sources}
         consts = {(id(n), i) for n, i in region.consts}
         for n in region.nodes:
@@ -226,9 +225,10 @@ class GraphRule(Rule):
         return memo[2] is node
 
     def check(self, node, graph):
-        return self.check_graph(graph)
+        reason = self.check_graph(graph)
+        return reason if reason else True
 
-    def apply(self, node, graph):
+    def apply(self, node, graph, plan):
         return self.apply_graph(graph)
 
 
@@ -335,11 +335,10 @@ class CumSumIntegerScan(Rule):
         return axis, int(n)
 
     def check(self, node, graph):
-        found = self._axis(node)
-        return found if isinstance(found, str) else None
+        return self._axis(node)  # the plan: (axis, its length), or why not
 
-    def apply(self, node, graph):
-        (axis, n), x = self._axis(node), node.inputs[0]
+    def apply(self, node, graph, plan):
+        (axis, n), x = plan, node.inputs[0]
         rank, reverse = len(x.shape), bool(node.attrs.get("reverse", 0))
         b = Builder(graph, node, self.name)
 

@@ -6,7 +6,7 @@ from collections import Counter
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from . import Builder, Rule, replace_output
+from . import Builder, Refusal, Rule, replace_output
 
 # Labels standing in for the dimensions an ellipsis covers; ONNX equations use only [a-zA-Z].
 _ELLIPSIS_LABELS = "".join(chr(0x3B1 + k) for k in range(24))
@@ -185,15 +185,14 @@ class EinsumToMatMul(Rule):
     name = "einsum_to_matmul"
     op = "Einsum"
 
-    def check(self, node, graph):
+    def check(self, node, graph) -> _Plan | Refusal:
         try:
-            _Plan(node)
+            return _Plan(node)
         except ValueError as e:
-            return str(e)
-        return None
+            return Refusal(str(e))
 
-    def apply(self, node, graph):
-        plan, b = _Plan(node), Builder(graph, node, self.name)
+    def apply(self, node, graph, plan: _Plan):
+        b = Builder(graph, node, self.name)
         dtype, opset = node.outputs[0].dtype, graph.opset or 13
         xs = [_reduce_sum(b, x, axes, opset, dtype) if axes else x for x, axes in zip(node.inputs, plan.summed)]
         if len(xs) == 1:

@@ -148,7 +148,7 @@ class NmsCountCumSum(Rule):
         if bound >= FLOAT32_EXACT:
             return (f"a running count can reach {bound} ≥ 2^24, beyond the integers float32 holds exactly "
                     "(too many selections per batch)")
-        return None
+        return True  # nothing to plan: the rewrite is two Casts around the CumSum
 
     @staticmethod
     def _bound(nms: gs.Node, column: int) -> int | str:
@@ -174,7 +174,7 @@ class NmsCountCumSum(Rule):
         extents[2] = min(per_class, int(extents[2])) if known[2] else per_class  # selections per (batch, class)
         return int(np.prod([int(extents[i]) for i in needed], dtype=np.int64))
 
-    def apply(self, node, graph):
+    def apply(self, node, graph, plan):
         x, y = node.inputs[0], node.outputs[0]
         b = Builder(graph, node, self.name)
         to = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(x.dtype))

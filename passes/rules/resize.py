@@ -147,8 +147,6 @@ class ResizeSupported(Rule):
     name = "resize_supported"
     op = "Resize"
 
-    def __init__(self):
-        self._planned: tuple[gs.Node, tuple] | None = None
 
     def wants(self, node, graph):
         return _problem(node) is not None
@@ -217,15 +215,9 @@ class ResizeSupported(Rule):
         return float(np.abs(mine - ref).max()) if ref.shape == mine.shape else np.inf
 
     def check(self, node, graph):
-        plan = self._plan(node, graph)
-        self._planned = (node, plan)
-        return plan if isinstance(plan, str) else None
+        return self._plan(node, graph)
 
-    def apply(self, node, graph):
-        planned, plan = self._planned or (None, None)
-        if planned is not node:
-            plan = self._plan(node, graph)
-        self._planned = None
+    def apply(self, node, graph, plan):
         b = Builder(graph, node, self.name)
         x, y = node.inputs[0], node.outputs[0]
         if plan[0] == "coord":

@@ -5,7 +5,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from . import Builder, Rule, constant_value, replace_output, static_shape
+from . import Builder, Refusal, Rule, constant_value, replace_output, static_shape
 
 COMBINE = {"add": "Add", "mul": "Mul", "max": "Max", "min": "Min"}
 MAX_LAYERS = 16  # sequential scatters for a constant index repeated this often; beyond, add goes one-hot
@@ -71,48 +71,46 @@ class ScatterNDReduction(Rule):
     def wants(self, node, graph):
         return _reduction(node) != "none"
 
-    def _plan(self, node) -> tuple | str:
+    def check(self, node, graph) -> tuple | Refusal:
+        """The plan: ("layers", rows, occurrences, layer count) or ("onehot",); else why not."""
         data, indices, updates = node.inputs
         red = _reduction(node)
         if red not in COMBINE:
-            return f"unknown reduction '{red}'"
+            return Refusal(f"unknown reduction '{red}'")
         dshape, ishape = static_shape(data), static_shape(indices)
         if dshape is None or ishape is None or static_shape(updates) is None:
-            return "data, indices and updates need static shapes"
+            return Refusal("data, indices and updates need static shapes")
         k = ishape[-1]
         if not 1 <= k <= len(dshape):
-            return f"indices rows of length {k} for data of rank {len(dshape)}"
+            return Refusal(f"indices rows of length {k} for data of rank {len(dshape)}")
         idx = constant_value(indices)
         if idx is not None:
             rows, dims = np.asarray(idx, np.int64).reshape(-1, k), np.array(dshape[:k])
             if ((rows < -dims) | (rows >= dims)).any():
-                return f"constant indices out of range for data of shape {dshape}"
+                return Refusal(f"constant indices out of range for data of shape {dshape}")
             rows = rows % dims
             occ = _occurrences(rows, dshape[:k]) if len(rows) else np.zeros(0, np.int64)
             layers = int(occ.max()) + 1 if len(occ) else 1
             if layers <= MAX_LAYERS:
                 return "layers", rows, occ, layers
             if red != "add":
-                return (f"reduction '{red}': a constant index repeats {layers} times (more than {MAX_LAYERS} "
-                        "sequential scatters), and only a sum can be done as one one-hot matrix product")
+                return Refusal(f"reduction '{red}': a constant index repeats {layers} times (more than "
+                               f"{MAX_LAYERS} sequential scatters), and only a sum can be done as one one-hot "
+                               "matrix product")
         elif red != "add":
-            return (f"reduction '{red}' with indices computed at run time: duplicate indices must be combined by "
-                    f"{red}, which no TensorRT op does (a one-hot matrix product can only sum)")
+            return Refusal(f"reduction '{red}' with indices computed at run time: duplicate indices must be "
+                           f"combined by {red}, which no TensorRT op does (a one-hot matrix product can only sum)")
         if data.dtype is None or np.dtype(data.dtype) not in (np.float32, np.float16):
-            return (f"add via a one-hot MatMul needs float32/float16 data (TensorRT's MatMul is float-only), "
-                    f"not {data.dtype}")
+            return Refusal(f"add via a one-hot MatMul needs float32/float16 data (TensorRT's MatMul is "
+                           f"float-only), not {data.dtype}")
         m, n = int(np.prod(dshape[:k])), int(np.prod(ishape[:-1]))
         if m * n > MAX_ONEHOT:
-            return f"the one-hot matrix would have {m}×{n} = {m * n} elements (limit {MAX_ONEHOT})"
+            return Refusal(f"the one-hot matrix would have {m}×{n} = {m * n} elements (limit {MAX_ONEHOT})")
         return ("onehot",)
 
-    def check(self, node, graph):
-        plan = self._plan(node)
-        return plan if isinstance(plan, str) else None
-
-    def apply(self, node, graph):
+    def apply(self, node, graph, plan):
         b = Builder(graph, node, self.name)
-        plan, (data, indices, updates), out = self._plan(node), node.inputs, node.outputs[0]
+        (data, indices, updates), out = node.inputs, node.outputs[0]
         dshape, ishape = static_shape(data), static_shape(indices)
         k = ishape[-1]
         if plan[0] == "layers":

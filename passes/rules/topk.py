@@ -5,7 +5,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from ..trt_support import TOPK_MAX
-from . import Builder, Rule, constant_value, replace_output
+from . import Builder, Refusal, Rule, constant_value, replace_output
 
 
 def _k(node: gs.Node) -> int | None:
@@ -71,21 +71,22 @@ class TopKSplit(Rule):
         n = _axis_length(node)[1]
         return n is None or n > TOPK_MAX  # a run-time K here may exceed the limit
 
-    def check(self, node, graph):
-        k, n = _k(node), _axis_length(node)[1]
+    def check(self, node, graph) -> tuple[int, int] | Refusal:
+        """The plan (K, the normalised axis), or why not."""
+        k, (axis, n) = _k(node), _axis_length(node)
         if k is None:
-            return "K is not a constant: the number of TopK rounds must be known when the engine is built"
+            return Refusal("K is not a constant: the number of TopK rounds must be known when the engine is built")
         if n is None:
-            return f"the length of the TopK axis is not static: cannot check K = {k} against it"
+            return Refusal(f"the length of the TopK axis is not static: cannot check K = {k} against it")
         if k > n:
-            return f"K = {k} exceeds the axis length {n}"
+            return Refusal(f"K = {k} exceeds the axis length {n}")
         if node.inputs[0].dtype is None or _mask_value(node.inputs[0].dtype) is None:
-            return f"data type {node.inputs[0].dtype} has no value to mask picked elements with"
-        return None
+            return Refusal(f"data type {node.inputs[0].dtype} has no value to mask picked elements with")
+        return k, axis
 
-    def apply(self, node, graph):
+    def apply(self, node, graph, plan):
         b = Builder(graph, node, self.name)
-        x, axis, k = node.inputs[0], _axis_length(node)[0], _k(node)
+        (k, axis), x = plan, node.inputs[0]
         dtype = np.dtype(x.dtype)
         fill = b.const(np.array(_mask_value(dtype)[0 if node.attrs.get("largest", 1) else 1], dtype))
         attrs = {"axis": axis, "largest": int(node.attrs.get("largest", 1)), "sorted": 1}

@@ -7,7 +7,7 @@ import onnx_graphsurgeon as gs
 import pytest
 from onnx import TensorProto, helper
 
-from passes import FuseIntoConv, PassContext
+from passes import FuseIntoConv
 from tests.conftest import ort_run
 
 RNG = np.random.default_rng(0)
@@ -33,7 +33,7 @@ def _conv(inp="x", out="c", bias=True):
 
 def _run(model):
     graph = gs.import_onnx(model)
-    result = FuseIntoConv().run(graph, PassContext())
+    result = FuseIntoConv().run(graph)
     return graph, result, gs.export_onnx(graph)
 
 
@@ -48,7 +48,7 @@ def test_batchnorm_as_mul_add_sub_folds_into_the_conv(bias):
     assert [n.op_type for n in out.graph.node] == ["Conv"] and out.graph.node[0].output == ["y"]
     onnx.checker.check_model(out, full_check=True)
     np.testing.assert_allclose(ort_run(out, {"x": X})["y"], ort_run(model, {"x": X})["y"], rtol=1e-5, atol=1e-5)
-    assert not FuseIntoConv().run(graph, PassContext()).changed
+    assert not FuseIntoConv().run(graph).changed
 
 
 def test_zero_pad_folds_into_conv_pads():

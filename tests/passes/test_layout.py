@@ -7,7 +7,7 @@ import onnx_graphsurgeon as gs
 import pytest
 from onnx import TensorProto, helper
 
-from passes import EliminateTransposes, InferShapes, LayoutIO, PassContext, PassError, PassManager, default_pipeline
+from passes import EliminateTransposes, InferShapes, LayoutIO, PassError, PassManager, default_pipeline
 from tests.conftest import ort_run
 
 NCHW = (2, 3, 4, 5)
@@ -120,7 +120,7 @@ def _feed(model):
 def test_eliminate_transposes_cases(case):
     model, expected = CASES[case]()
     graph = gs.import_onnx(model)
-    result = EliminateTransposes().run(graph, PassContext())
+    result = EliminateTransposes().run(graph)
     out = gs.export_onnx(graph)
     ops = [n.op_type for n in out.graph.node]
     assert result.changed
@@ -131,7 +131,7 @@ def test_eliminate_transposes_cases(case):
     want, got = ort_run(model, feed), ort_run(out, feed)
     for name in want:  # only data moved: bit-identical
         np.testing.assert_array_equal(got[name], want[name])
-    assert not EliminateTransposes().run(graph, PassContext()).changed
+    assert not EliminateTransposes().run(graph).changed
 
 
 def test_eliminate_transposes_leaves_what_it_must():
@@ -140,15 +140,14 @@ def test_eliminate_transposes_leaves_what_it_must():
     model = _model(nodes, [_vi("x", NCHW)], [_vi("a", (2, 4, 5, 3)), _vi("r", (2, 4, 5, 3)),
                                               _vi("n", (2, 4, 5, 3))])
     graph = gs.import_onnx(model)
-    assert not EliminateTransposes().run(graph, PassContext()).changed
+    assert not EliminateTransposes().run(graph).changed
 
 
 def test_layout_io_inputs_and_outputs_as_nchw():
     nodes = [helper.make_node("Relu", ["x"], ["y"], name="relu")]
     model = _model(nodes, [_vi("x", (2, 4, 5, 3))], [_vi("y", (2, 4, 5, 3))])
-    ctx = PassContext(inputs_as_nchw=("x",), outputs_as_nchw=("y",))
-    manager = PassManager([LayoutIO(), InferShapes(), EliminateTransposes()])
-    out = manager.run(model, ctx)
+    manager = PassManager([LayoutIO(("x",), ("y",)), InferShapes(), EliminateTransposes()])
+    out = manager.run(model)
     onnx.checker.check_model(out, full_check=True)
     dims = [[d.dim_value for d in v.type.tensor_type.shape.dim] for v in (out.graph.input[0], out.graph.output[0])]
     assert dims == [[2, 3, 4, 5], [2, 3, 4, 5]]
@@ -156,26 +155,27 @@ def test_layout_io_inputs_and_outputs_as_nchw():
     x = RNG.normal(size=(2, 4, 5, 3)).astype(np.float32)
     np.testing.assert_array_equal(ort_run(out, {"x": x.transpose(TO_NCHW)})["y"],
                                   np.maximum(x, 0).transpose(TO_NCHW))
-    assert ctx.state["interface_perms"] == {"inputs": {"x": TO_NCHW}, "outputs": {"y": TO_NCHW}}
+    layout = next(r for r in manager.records if r.name == "layout_io")
+    assert layout.stats["perms"] == {"inputs": {"x": TO_NCHW}, "outputs": {"y": TO_NCHW}}
     assert not any(r.changed for r in manager.records if r.iteration > 1)  # acts once per run
 
 
-@pytest.mark.parametrize("ctx, match", [(PassContext(inputs_as_nchw=("nope",)), "not a graph input"),
-                                        (PassContext(outputs_as_nchw=("v",)), "rank is 2")])
-def test_layout_io_refuses_with_reason(ctx, match):
+@pytest.mark.parametrize("layout, match", [(LayoutIO(nchw_in=("nope",)), "not a graph input"),
+                                           (LayoutIO(nchw_out=("v",)), "rank is 2")])
+def test_layout_io_refuses_with_reason(layout, match):
     nodes = [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Shape", ["x"], ["s"]),
              helper.make_node("Reshape", ["y", "two"], ["v"])]
     model = _model(nodes, [_vi("x", (2, 4, 5, 3))], [_vi("y", (2, 4, 5, 3)), _vi("v", (2, 60))],
                    [_c("two", np.array([2, -1], np.int64))])
     with pytest.raises(PassError, match=match):
-        LayoutIO().run(gs.import_onnx(model), ctx)
+        layout.run(gs.import_onnx(model))
 
 
 def test_default_pipeline_makes_keras_cnn_transpose_free(exported):
     """The issue's goal: an NHWC CNN with its input made NCHW ends with zero Transposes."""
     model = onnx.load(str(exported["cnn_nhwc"]))
     assert sum(n.op_type == "Transpose" for n in model.graph.node) >= 1
-    out = PassManager(default_pipeline()).run(model, PassContext({"image": (2, 32, 32, 3)}, inputs_as_nchw=("image",)))
+    out = PassManager(default_pipeline(input_shapes={"image": (2, 32, 32, 3)}, inputs_as_nchw=("image",))).run(model)
     assert sum(n.op_type == "Transpose" for n in out.graph.node) == 0
     x = RNG.uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(ort_run(out, {"image": x.transpose(TO_NCHW)})["output_0"],

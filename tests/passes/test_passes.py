@@ -7,7 +7,7 @@ import onnx_graphsurgeon as gs
 import pytest
 from onnx import TensorProto, helper
 
-from passes import (CleanupToposort, FoldConstants, FreezeInputShapes, InferShapes, PassContext, PassError,
+from passes import (CleanupToposort, FoldConstants, FreezeInputShapes, InferShapes, PassError,
                     PassManager, PassResult, build_pipeline, default_pipeline, fingerprint)
 from passes.infra import Pass
 from tests.conftest import COMPILABLE, golden, ort_run
@@ -38,9 +38,9 @@ def _foldable_model():
     return _model(nodes, [x], [y], [_const("a", a), _const("b", b)])
 
 
-def _run_pass(p: Pass, model: onnx.ModelProto, ctx: PassContext | None = None):
+def _run_pass(p: Pass, model: onnx.ModelProto):
     graph = gs.import_onnx(model)
-    result = p.run(graph, ctx or PassContext())
+    result = p.run(graph)
     return graph, result, gs.export_onnx(graph)
 
 
@@ -48,19 +48,19 @@ FEED = {"x": np.random.default_rng(0).normal(size=(2, 3)).astype(np.float32)}
 
 
 def test_freeze_input_shapes_structure_numerics_checker():
-    graph, result, out = _run_pass(FreezeInputShapes(), _foldable_model(), PassContext({"x": (2, 3)}))
+    graph, result, out = _run_pass(FreezeInputShapes({"x": (2, 3)}), _foldable_model())
     assert result.changed and result.stats["frozen"] == ["x"]
     assert [d.dim_value for d in out.graph.input[0].type.tensor_type.shape.dim] == [2, 3]
     onnx.checker.check_model(out, full_check=True)
     np.testing.assert_array_equal(ort_run(out, FEED)["y"], ort_run(_foldable_model(), FEED)["y"])
-    assert not FreezeInputShapes().run(graph, PassContext({"x": (2, 3)})).changed  # honest on its own output
+    assert not FreezeInputShapes({"x": (2, 3)}).run(graph).changed  # honest on its own output
 
 
 @pytest.mark.parametrize("shape, match", [((2, 3, 1), "rank"), ((2, 4), "axis 1"), (None, "not an input")])
 def test_freeze_input_shapes_refuses_with_reason(shape, match):
-    ctx = PassContext({"x": shape} if shape else {"nope": (1, 3)})
+    shapes = {"x": shape} if shape else {"nope": (1, 3)}
     with pytest.raises(PassError, match=match):
-        _run_pass(FreezeInputShapes(), _foldable_model(), ctx)
+        _run_pass(FreezeInputShapes(shapes), _foldable_model())
 
 
 def test_infer_shapes_annotates_without_losing_static_dims():
@@ -70,22 +70,22 @@ def test_infer_shapes_annotates_without_losing_static_dims():
     assert graph.tensors()["s"].shape == ["N", 3] or graph.tensors()["s"].shape[1] == 3
     onnx.checker.check_model(out, full_check=True)
     np.testing.assert_array_equal(ort_run(out, FEED)["y"], ort_run(model, FEED)["y"])
-    assert not InferShapes().run(graph, PassContext()).changed
+    assert not InferShapes().run(graph).changed
 
 
 def test_fold_constants_folds_weights_and_static_shapes():
     model = _foldable_model()
     graph = gs.import_onnx(model)
-    FreezeInputShapes().run(graph, PassContext({"x": (2, 3)}))
-    InferShapes().run(graph, PassContext())
-    result = FoldConstants().run(graph, PassContext())
+    FreezeInputShapes({"x": (2, 3)}).run(graph)
+    InferShapes().run(graph)
+    result = FoldConstants().run(graph)
     out = gs.export_onnx(graph)
     ops = [n.op_type for n in out.graph.node]
     assert result.changed and "Mul" not in ops and "Shape" not in ops, ops
     assert result.stats["folded_nodes"] == 2
     onnx.checker.check_model(out, full_check=True)
     np.testing.assert_allclose(ort_run(out, FEED)["y"], ort_run(model, FEED)["y"], rtol=0, atol=0)
-    assert not FoldConstants().run(graph, PassContext()).changed
+    assert not FoldConstants().run(graph).changed
 
 
 def test_cleanup_toposort_removes_dead_nodes_and_sorts():
@@ -100,7 +100,7 @@ def test_cleanup_toposort_removes_dead_nodes_and_sorts():
     assert result.changed and [n.name for n in out.graph.node] == ["first", "second"]
     onnx.checker.check_model(out, full_check=True)
     np.testing.assert_array_equal(ort_run(out, FEED)["y"], np.abs(FEED["x"]))
-    assert not CleanupToposort().run(graph, PassContext()).changed
+    assert not CleanupToposort().run(graph).changed
 
 
 def test_cleanup_keeps_unused_graph_inputs():
@@ -113,20 +113,21 @@ def test_cleanup_keeps_unused_graph_inputs():
 class _Liar(Pass):
     name = "liar"
 
-    def run(self, graph, ctx):
+    def run(self, graph):
         graph.nodes[0].name = "renamed"
         return PassResult(changed=False)
 
 
 def test_manager_catches_a_pass_that_lies_about_changed():
     with pytest.raises(PassError, match="liar.*changed=False"):
-        PassManager([_Liar()]).run(_foldable_model(), PassContext())
+        PassManager([_Liar()]).run(_foldable_model())
 
 
 def test_manager_records_dumps_and_checks(tmp_path):
     seen = []
-    manager = PassManager(default_pipeline(), check=lambda m, name: seen.append(name), dump_dir=tmp_path)
-    out = manager.run(_foldable_model(), PassContext({"x": (2, 3)}))
+    manager = PassManager(default_pipeline(input_shapes={"x": (2, 3)}), check=lambda m, name: seen.append(name),
+                          dump_dir=tmp_path)
+    out = manager.run(_foldable_model())
     onnx.checker.check_model(out, full_check=True)
     changed = [r.name for r in manager.records if r.changed]
     assert seen == changed and "fold_constants" in changed
@@ -153,15 +154,15 @@ def test_pipeline_properties_on_fixtures(exported, name):
     ins, outs = golden(name)
     shapes = {k: v.shape for k, v in ins.items()}
     model = onnx.load(str(exported[name]))
-    manager = PassManager(default_pipeline())
-    once = manager.run(model, PassContext(shapes))
+    manager = PassManager(default_pipeline(input_shapes=shapes))
+    once = manager.run(model)
     onnx.checker.check_model(once, full_check=True)
     takes = {i.name: onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type) for i in once.graph.input}
     got = ort_run(once, {k: v.astype(takes[k]) for k, v in ins.items()})  # float64 IO becomes float32
     for k, v in outs.items():
         np.testing.assert_allclose(got[k], v, atol=1e-5, rtol=1e-4)
-    again = PassManager(default_pipeline())
-    twice = again.run(once, PassContext(shapes))
+    again = PassManager(default_pipeline(input_shapes=shapes))
+    twice = again.run(once)
     assert not any(r.changed for r in again.records)
     assert fingerprint(gs.import_onnx(twice)) == fingerprint(gs.import_onnx(once))
 
@@ -189,8 +190,8 @@ def test_cleanup_reports_changes_inside_subgraphs():
     onnx.checker.check_model(out, full_check=True)
     feed = dict(FEED, c=np.array(True))
     np.testing.assert_array_equal(ort_run(out, feed)["y"], np.abs(FEED["x"]))
-    assert not CleanupToposort().run(graph, PassContext()).changed
-    PassManager(default_pipeline()).run(model, PassContext())  # the honesty check passes on it
+    assert not CleanupToposort().run(graph).changed
+    PassManager(default_pipeline()).run(model)  # the honesty check passes on it
 
 
 class _BreaksSemantics(Pass):
@@ -198,7 +199,7 @@ class _BreaksSemantics(Pass):
 
     name = "breaks_semantics"
 
-    def run(self, graph, ctx):
+    def run(self, graph):
         for n in graph.nodes:
             if n.op == "Abs":
                 n.op = "Neg"
@@ -211,7 +212,7 @@ class _RenamesNode(Pass):
 
     name = "renames_node"
 
-    def run(self, graph, ctx):
+    def run(self, graph):
         if graph.nodes[0].name == "renamed":
             return PassResult(changed=False)
         graph.nodes[0].name = "renamed"
@@ -233,8 +234,8 @@ def test_check_each_pass_names_the_pass_that_changed_the_numbers(tmp_path):
                               (1e-5, 1e-5))
     checked = []
     PassManager([_RenamesNode()], check=lambda m, name: (checked.append(name), check(m, name))).run(
-        model, PassContext())
+        model)
     assert checked == ["renames_node"]  # the check ran on a faithful change, and passed
     with pytest.raises(OptimizeError, match="pass 'breaks_semantics' changed the model's outputs.*'y' max abs") as e:
-        PassManager([_BreaksSemantics()], check=check).run(model, PassContext())
+        PassManager([_BreaksSemantics()], check=check).run(model)
     assert "--skip-pass breaks_semantics" in e.value.one_line()

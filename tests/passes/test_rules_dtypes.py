@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import passes
-from passes import InferShapes, PassContext, fingerprint
+from passes import InferShapes, fingerprint
 from passes.rewrite_tensorrt import RewriteTensorRT
 from passes.rules.dtypes import CumSumIntegerScan, Float64ToFloat32, Uint8InputRegion
 from passes.trt_support import check_model
@@ -39,14 +39,14 @@ def _c(name, arr, dtype=None):
 def _rewrite(model, rules):
     """What the pipeline does before the catalogue (infer_shapes), then the rules; returns graph, stats, model."""
     graph = gs.import_onnx(model)
-    InferShapes().run(graph, PassContext())
-    result = RewriteTensorRT(rules).run(graph, PassContext())
+    InferShapes().run(graph)
+    result = RewriteTensorRT(rules).run(graph)
     return graph, result, gs.export_onnx(graph)
 
 
 def _unchanged_on_second_run(graph, rules):
     before = fingerprint(graph)
-    again = RewriteTensorRT(rules).run(graph, PassContext())
+    again = RewriteTensorRT(rules).run(graph)
     assert not again.changed and not again.stats["applied"] and fingerprint(graph) == before
 
 
@@ -364,7 +364,7 @@ def test_default_pipeline_fixes_what_tf2onnx_emits(tf_exports, name, rule, emitt
     assert emitted <= {n.op_type for n in model.graph.node}  # the pattern the rule is written for
     assert _trt_findings(model)
     manager = passes.PassManager(passes.default_pipeline())
-    out = manager.run(model, PassContext())
+    out = manager.run(model)
     fired = [r.stats["applied"] for r in manager.records if r.name == "rewrite_tensorrt" and r.changed]
     assert [list(a) for a in fired] == [[rule]]
     onnx.checker.check_model(out, full_check=True)

@@ -534,8 +534,8 @@ def test_real_exports_through_the_default_pipeline(tf_exports, name, shapes, rul
     model = onnx.load(str(tf_exports[name]))
     exported_ops = {n.op_type for n in model.graph.node}
     assert gone is None or gone in exported_ops
-    manager = passes.PassManager(passes.default_pipeline())
-    out = manager.run(onnx.load(str(tf_exports[name])), passes.PassContext(shapes))
+    manager = passes.PassManager(passes.default_pipeline(input_shapes=shapes))
+    out = manager.run(onnx.load(str(tf_exports[name])))
     applied = {r for rec in manager.records for r in rec.stats.get("applied", {})}
     assert rule is None or rule in applied
     assert gone is None or gone not in {n.op_type for n in out.graph.node}

@@ -402,8 +402,8 @@ def test_rules_on_tf2onnx_exports(tf_exports, name):
 
     _, specs, rule = TF_CASES[name]
     model = onnx.load(str(tf_exports[name]))
-    manager = passes.PassManager(passes.default_pipeline())
-    out = manager.run(model, passes.PassContext({n: s for n, s, _ in specs}))
+    manager = passes.PassManager(passes.default_pipeline(input_shapes={n: s for n, s, _ in specs}))
+    out = manager.run(model)
     applied = {r for rec in manager.records if rec.name == "rewrite_tensorrt" for r in rec.stats["applied"]}
     assert applied == ({rule} if rule else set())
     assert check_model(out).supported, [f.text() for f in check_model(out).findings]
