@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import OutputError, RunError
+from .interface import Interface
 
 # What an artifact is, recognised from its content, never its name: a TensorRT plan starts with ``ftrt``; our
 # onnxruntime artifact is onnxruntime's own ORT format, a flatbuffer whose file identifier ``ORTM`` sits at bytes
@@ -60,7 +61,8 @@ class ModelInfo:
     signatures: dict[str, dict] = field(default_factory=dict)  # all signatures, for listing
     tags: tuple[tuple[str, ...], ...] = ()
     safety: dict | None = None  # SavedModels: the unsafe-op scan's verdict (frontend/scan.py)
-    interface: dict = field(default_factory=dict)  # ONNX: the interface change it records (interface.py)
+    change: Interface = field(default_factory=Interface)  # ONNX: the interface change it records (interface.py)
+    tag: str = "serve"  # SavedModels: the MetaGraph tag it was read with
 
     def to_json(self) -> dict:
         return {
@@ -76,9 +78,19 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class OnnxArtifact:
+    """An ONNX file a stage wrote, with what the next stages need of it, so none reads it back: its IO, its op
+    histogram and how its interface differs from the exported model's."""
+
     path: Path
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    ops: dict[str, int] = field(default_factory=dict)
+    change: Interface = field(default_factory=Interface)
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(path=self.path, format=ONNX_MODEL, signature=None, inputs=self.inputs, outputs=self.outputs,
+                         ops=self.ops, change=self.change)
 
 
 @dataclass(frozen=True)

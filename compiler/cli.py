@@ -432,7 +432,8 @@ def cmd_optimize(a) -> int:
 
     from .api import optimize_model
     from .onnxutil import inspect_onnx
-    from .validate import PassNumericsCheck, quiet_polygraphy, resolve_shapes
+    from .stages.optimize import numerics_check
+    from .validate import quiet_polygraphy, resolve_shapes
 
     if a.list_passes:
         from passes import PRECISION_PASSES
@@ -455,12 +456,10 @@ def cmd_optimize(a) -> int:
         raise ConfigError("optimize needs MODEL.onnx and OUT.onnx", "python -m compiler optimize in.onnx out.onnx")
     cfg = _optimize_cfg(a)
     check = None
-    if cfg.check_each_pass:
+    if cfg.check_each_pass:  # the same check as compile's
         quiet_polygraphy()
-        info = inspect_onnx(a.model)
-        vcfg = _validate_cfg(a)
-        check = PassNumericsCheck(a.model, info.inputs, resolve_shapes(info.inputs, cfg.input_shapes, vcfg.batch),
-                                  vcfg, vcfg.tolerances("onnx→optimized"))
+        source, vcfg = inspect_onnx(a.model), _validate_cfg(a)
+        check = numerics_check(source, resolve_shapes(source.inputs, cfg.input_shapes, vcfg.batch), cfg, vcfg)
     pcfg = _precision_cfg(a)
     if pcfg.mode == "fp32":
         art, records = optimize_model(a.model, a.out, cfg, check)

@@ -61,7 +61,7 @@ def inspect_onnx(path: Path) -> ModelInfo:
     inputs, outputs = io_specs(model)
 
     return ModelInfo(path=Path(path), format="onnx", signature=None, inputs=inputs, outputs=outputs,
-                     ops=op_histogram(model), interface=read(model).to_json())
+                     ops=op_histogram(model), change=read(model))
 
 
 def nonstandard_nodes(model: onnx.ModelProto, allowed_domains=()) -> list[onnx.NodeProto]:

@@ -15,7 +15,7 @@ from . import interface
 from .artifacts import OnnxArtifact, atomic_output
 from .config import OptimizeConfig
 from .errors import ConfigError, OptimizeError
-from .onnxutil import io_specs, load
+from .onnxutil import io_specs, load, op_histogram
 
 
 def _quiet_graphsurgeon() -> None:
@@ -67,7 +67,8 @@ def optimize(onnx_path: Path, out: Path, cfg: OptimizeConfig = OptimizeConfig(),
     with atomic_output(Path(out), "optimized ONNX model") as tmp:
         onnx.save(result, str(tmp))
     inputs, outputs = io_specs(result)
-    return OnnxArtifact(Path(out), inputs, outputs), manager.records
+    return OnnxArtifact(Path(out), inputs, outputs, op_histogram(result), interface.read(result)), \
+        manager.records
 
 
 def cut(onnx_path: Path, out: Path, cfg: OptimizeConfig) -> tuple[OnnxArtifact, OptimizeConfig]:
@@ -133,4 +134,5 @@ def cut(onnx_path: Path, out: Path, cfg: OptimizeConfig) -> tuple[OnnxArtifact, 
     inputs, outputs = io_specs(result)
     kept = {k: v for k, v in cfg.input_shapes.items() if k in available}
 
-    return OnnxArtifact(Path(out), inputs, outputs), replace(cfg, input_shapes=kept, cut_inputs=(), cut_outputs=())
+    return OnnxArtifact(Path(out), inputs, outputs, op_histogram(result)), \
+        replace(cfg, input_shapes=kept, cut_inputs=(), cut_outputs=())

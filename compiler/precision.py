@@ -339,4 +339,4 @@ def apply_precision(fp32_path: Path, out: Path, cfg: PrecisionConfig, samples=No
     with atomic_output(Path(out), f"{cfg.mode} ONNX model") as tmp:
         onnx.save(converted, str(tmp))
     inputs, outputs = io_specs(converted)
-    return OnnxArtifact(Path(out), inputs, outputs), result
+    return OnnxArtifact(Path(out), inputs, outputs, result.op_histogram, result.io_change), result

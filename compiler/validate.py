@@ -13,15 +13,17 @@ import numpy as np
 import onnx
 
 from . import interface
-from .artifacts import TensorSpec
+from .artifacts import ModelInfo, TensorSpec
 from .common.shapes import FLOAT_RANGE, INT_RANGE, input_ranges, merge_specs, resolve_shapes  # noqa: F401 (re-exported)
 from .config import PRECISION_MIN_AGREEMENT, Shape, ValidateConfig
 from .emulate import fp16_storage, has_float16
-from .errors import OptimizeError, ValidationError
 from .backends.onnxruntime import ort_session
+from .errors import OptimizeError, ValidationError
+from .frontend.tfrun import TfSavedModelRunner
+from .interface import Interface
 
 def data_loader(inputs: tuple[TensorSpec, ...], shapes: dict[str, Shape], cfg: ValidateConfig):
-    from polygraphy.common import TensorMetadata
+    from polygraphy.common import TensorMetadata  # polygraphy is heavy: lazy
     from polygraphy.comparator import DataLoader
 
     meta = TensorMetadata()
@@ -144,22 +146,81 @@ def error_histogram(ref: np.ndarray, cand: np.ndarray) -> dict:
             "over": int(absdiff.size - finite.size + np.sum(nonzero > edges[-1]))}
 
 
-def compare(reference, candidate, seam: str, ref_label: str, cand_label: str, inputs: tuple[TensorSpec, ...],
-            shapes: dict[str, Shape], cfg: ValidateConfig, tolerances: tuple[float, float], samples=None,
-            scaled: bool = False) -> SeamResult:
-    """Run both Polygraphy runners on the same data and judge every output of the reference.
+@dataclass(frozen=True)
+class Side:
+    """One side of a seam: its name in the results, its specs and interface change (``ModelInfo.change``), and,
+    for a built artifact, the runner ``runtime.load`` already gave (reused, never loaded twice)."""
 
-    The data is ``samples`` (``compiler.data.Samples``: --data, or a precision seam's random set) or
-    else Polygraphy's seeded DataLoader over ``inputs``/``shapes``.
-    """
+    label: str
+    info: ModelInfo | None = None
+    loaded: object = None
+
+
+@dataclass(frozen=True)
+class Seam:
+    """One comparison as data: ``candidate`` against ``reference`` at ``shapes`` (the reference's layout), judged
+    with ``tolerances`` = (atol, rtol). ``samples`` (``compiler.data.Samples`` in the reference's interface) feed
+    both sides; None means Polygraphy's seeded DataLoader. ``scaled``: a precision seam (each output's atol is
+    scaled by its peak, integer outputs are judged by agreement)."""
+
+    name: str
+    reference: Side
+    candidate: Side
+    shapes: dict
+    tolerances: tuple[float, float]
+    samples: object = None
+    scaled: bool = False
+
+    def change(self) -> Interface:
+        """How the candidate's interface differs from the reference's (see compiler/interface.py).
+
+        An engine carries no ONNX metadata; it has the interface of the ONNX model it was built from, so
+        only an ONNX candidate whose recorded change the reference lacks needs adapting."""
+        ref, cand = self.reference.info.change, self.candidate.info.change
+        if not cand or cand == ref:
+            return Interface()
+        if not ref:
+            return cand
+        try:
+            return interface.relative(ref, cand)
+        except ValueError as e:
+            raise ValidationError(f"seam {self.name}: {self.candidate.info.path.name} and "
+                                  f"{self.reference.info.path.name} both changed the interface, differently ({e})",
+                                  "validate each against the exported model instead") from None
+
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        """The reference's input specs, with the dimensions the candidate fixed made static."""
+        change = self.change()
+        cand = tuple(TensorSpec(t.name, t.dtype, change.reference_shape(t.name, t.shape))
+                     for t in self.candidate.info.inputs)
+        return merge_specs(self.reference.info.inputs, cand)
+
+
+def side_runner(side: Side):
+    """A Polygraphy runner for one side: the loaded artifact's, TensorFlow's for a SavedModel, else onnxruntime's."""
+    if side.loaded is not None:
+        return side.loaded.polygraphy_runner(side.label)
+    if side.info.format == "saved_model":
+        return TfSavedModelRunner(side.info.path, side.info.signature, side.info.tag, side.info.inputs,
+                                  name=side.label)
+    return onnx_runner(side.info.path, side.label)
+
+
+def compare(seam: Seam, cfg: ValidateConfig) -> SeamResult:
+    """Run both sides of ``seam`` on the same data and judge every output of the reference (``judge``); the
+    candidate is fed through its interface change, so it takes the reference's data and answers in its layout."""
     from polygraphy.comparator import Comparator
 
-    loader = samples if samples is not None else data_loader(inputs, shapes, cfg)
-    results = Comparator.run([reference, candidate], data_loader=loader)
-    result = judge(results, reference.name, candidate.name, seam, ref_label, cand_label, shapes, cfg, tolerances,
-                   scaled)
-    if samples is not None:
-        result.iterations, result.data = len(samples), samples.source
+    reference, candidate = side_runner(seam.reference), side_runner(seam.candidate)
+    change = seam.change()
+    if change:
+        candidate = interface.adapted(candidate, change, seam.reference.info.inputs)
+    if reference.name == candidate.name:
+        candidate.name = seam.candidate.label + " (candidate)"
+    loader = seam.samples if seam.samples is not None else data_loader(seam.inputs(), seam.shapes, cfg)
+    result = judge(Comparator.run([reference, candidate], data_loader=loader), seam, cfg)
+    if seam.samples is not None:
+        result.iterations, result.data = len(seam.samples), seam.samples.source
     return result
 
 
@@ -181,10 +242,8 @@ def top1_agreement(refs: list[np.ndarray], cands: list[np.ndarray]) -> tuple[flo
     return float(np.mean(ref.argmax(-1) == cand.argmax(-1))), int(ref.shape[0])
 
 
-def judge(results, ref_name: str, cand_name: str, seam: str, ref_label: str, cand_label: str,
-          shapes: dict[str, Shape], cfg: ValidateConfig, tolerances: tuple[float, float],
-          scaled: bool = False) -> SeamResult:
-    """Compare the candidate's outputs in Polygraphy ``RunResults`` with the reference's.
+def judge(results, seam: Seam, cfg: ValidateConfig) -> SeamResult:
+    """Compare the candidate's outputs in Polygraphy ``RunResults`` (reference first) with the reference's.
 
     Polygraphy's ``SimpleCompareFunc`` gives the verdict (elementwise: |a-b| <= atol or
     rel <= rtol); the error statistics are computed here over all iterations.
@@ -192,12 +251,14 @@ def judge(results, ref_name: str, cand_name: str, seam: str, ref_label: str, can
     from polygraphy.comparator import Comparator
     from polygraphy.comparator.compare import SimpleCompareFunc
 
-    atol, rtol = tolerances
+    (ref_name, _), (cand_name, _) = results.lst[0], results.lst[1]
+    name_, ref_label, cand_label, scaled = seam.name, seam.reference.label, seam.candidate.label, seam.scaled
+    atol, rtol = seam.tolerances
     ref_iters, cand_iters = results[ref_name], results[cand_name]
     names = list(ref_iters[0].keys())
     missing = sorted(set(names) - set(cand_iters[0].keys()))
     if missing:
-        raise ValidationError(f"seam {seam}: {cand_label} lacks output(s) {', '.join(missing)} of {ref_label}",
+        raise ValidationError(f"seam {name_}: {cand_label} lacks output(s) {', '.join(missing)} of {ref_label}",
                               "outputs were renamed or dropped; check the export and the passes")
     # Integer and boolean outputs (argmax, masks) must match exactly.
     exact = {n: _is_exact(np.asarray(ref_iters[0][n])) for n in names}
@@ -234,8 +295,8 @@ def judge(results, ref_name: str, cand_name: str, seam: str, ref_label: str, can
         outputs[name] = OutputDiff(name=name, atol=per_atol[name], rtol=per_rtol[name], passed=passed,
                                    shape=tuple(refs[0].shape), top1=top1, top1_rows=rows, agreement=agreement,
                                    histogram=histogram, **stats)
-    return SeamResult(seam, ref_label, cand_label, all(o.passed for o in outputs.values()), outputs, cfg.seed,
-                      cfg.iterations, dict(shapes), note, warnings, atol_scaled=scaled)
+    return SeamResult(name_, ref_label, cand_label, all(o.passed for o in outputs.values()), outputs, cfg.seed,
+                      cfg.iterations, dict(seam.shapes), note, warnings, atol_scaled=scaled)
 
 
 def _constant(arrays: list[np.ndarray]) -> bool:
@@ -307,8 +368,9 @@ class PassNumericsCheck:
         # RunResults.update() in Polygraphy 0.53.6 indexes its list by name and fails; append pairs.
         merged = RunResults()
         merged.lst.extend(list(self.ref_results.lst) + list(cand_results.lst))
-        result = judge(merged, self.reference.name, cand.name, "onnx→optimized", "the graph before the passes",
-                       f"the graph after pass '{pass_name}'", self.shapes, self.cfg, self.tolerances)
+        seam = Seam("onnx→optimized", Side("the graph before the passes"), Side(f"the graph after pass '{pass_name}'"),
+                    self.shapes, self.tolerances)
+        result = judge(merged, seam, self.cfg)
         if not result.passed:
             raise OptimizeError(f"pass '{pass_name}' changed the model's outputs: {result.failure_line()}",
                                 f"skip it with --skip-pass {pass_name} and report the bug")

@@ -23,7 +23,7 @@ from ..artifacts import OnnxArtifact, atomic_output
 from ..common.ort import AS_WRITTEN, session
 from ..config import ExportConfig
 from ..errors import ExportError
-from ..onnxutil import io_specs, nonstandard_nodes
+from ..onnxutil import io_specs, nonstandard_nodes, op_histogram
 from .converters import CONVERTERS
 
 
@@ -191,7 +191,7 @@ def export(model_dir: Path, out: Path, signature: str, cfg: ExportConfig = Expor
     with atomic_output(Path(out), "ONNX model") as tmp:
         onnx.save(model, str(tmp))
     inputs, outputs = io_specs(model)
-    return OnnxArtifact(path=Path(out), inputs=inputs, outputs=outputs)
+    return OnnxArtifact(path=Path(out), inputs=inputs, outputs=outputs, ops=op_histogram(model))
 
 
 def tf2onnx_version() -> str:

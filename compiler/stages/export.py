@@ -1,0 +1,30 @@
+"""export: the SavedModel to ONNX with tf2onnx (``frontend/export.py``, the only module that calls it),
+verified; an ONNX input skips it."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from ..artifacts import ModelInfo, OnnxArtifact
+from ..config import ExportConfig
+from ..frontend.export import export
+from .inspect import as_saved_model, inspect_model, require_safe
+from .state import State
+
+
+def export_model(model_dir: Path, out: Path, cfg: ExportConfig = ExportConfig(),
+                 info: ModelInfo | None = None) -> OnnxArtifact:
+    with tempfile.TemporaryDirectory(prefix="tf2trt-keras-") as tmp:
+        model_dir = as_saved_model(model_dir, Path(tmp))
+        info = info or inspect_model(model_dir, cfg)
+        require_safe(info, cfg)
+        return export(Path(model_dir), Path(out), info.signature, cfg)
+
+
+def skips(state: State) -> str | None:
+    return "input is already ONNX" if state.exported is not None else None
+
+
+def run(state: State) -> State:
+    exported = export_model(state.model.path, state.workdir / "model.onnx", state.cfg.export, state.model)
+    return state.but(exported=exported, intermediates={"exported": str(exported.path)})

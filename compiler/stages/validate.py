@@ -1,0 +1,124 @@
+"""validate: every seam of the compile, as data (``validate.Seam``), compared on the same inputs; a failed
+``onnx→optimized`` seam also names the first divergent node and the pass that made it (``localize``)."""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from ..artifacts import ONNX_MODEL, ModelInfo, detect_format
+from ..common.shapes import resolve_shapes
+from ..config import PRECISION_SEAM_SAMPLES, ExportConfig, Shape, ValidateConfig, lowers, precision_seam
+from ..data import load_samples
+from ..errors import ValidationError
+from ..localize import localize_seam
+from ..runtime import load
+from ..validate import DEFAULT_FIX, SEAM_FIXES, Seam, Side, compare, quiet_polygraphy
+from .inspect import as_saved_model, inspect_model, require_safe
+from .state import State
+
+
+def side_of(path: Path, label: str, export_cfg: ExportConfig) -> Side:
+    """A seam side for anything validate accepts: a SavedModel, an ONNX model or a built artifact (loaded once
+    here; its runner is reused for the comparison)."""
+    path = Path(path)
+    if path.is_dir() or not path.exists() or detect_format(path) == ONNX_MODEL:
+        info = inspect_model(path, export_cfg)
+        require_safe(info, export_cfg)
+        return Side(label, info)
+    loaded = load(path)
+    return Side(label, ModelInfo(path=path, format=loaded.format, signature=None, inputs=loaded.inputs,
+                                 outputs=getattr(loaded, "outputs", ()), ops={}), loaded)
+
+
+def seam_samples(reference: ModelInfo, samples, random: int, inputs, shapes, cfg: ValidateConfig):
+    """What a seam runs on, in its reference's interface: ``samples`` (--data) where the reference takes those
+    inputs, else ``random`` (> 0) seeded random samples (precision seams), else None (Polygraphy's loader)."""
+    if samples is not None and {t.name for t in reference.inputs} == set(samples.feeds[0]):
+        return reference.change.feed_samples(samples)
+    if random:
+        return load_samples(None, inputs, shapes, what="validation", error=ValidationError, seed=cfg.seed,
+                            random_count=max(random, cfg.iterations), ranges=cfg.val_ranges)
+    return None
+
+
+def make_seam(name: str, reference: Side, candidate: Side, shapes: dict, cfg: ValidateConfig, *,
+              precision: str = "fp32", samples=None, random: int = 0) -> Seam:
+    """The seam ``name`` between two sides: shapes resolved for the reference's inputs, the seam's tolerances
+    (scaled on a seam that sees lowered precision) and its samples (``seam_samples``)."""
+    draft = Seam(name, reference, candidate, {}, cfg.tolerances(name, precision))
+    inputs = draft.inputs()
+    shapes = resolve_shapes(inputs, dict(shapes or {}), cfg.batch)
+    return Seam(name, reference, candidate, shapes, draft.tolerances,
+                seam_samples(reference.info, samples, random, inputs, shapes, cfg), lowers(name, precision))
+
+
+def validate_artifacts(reference: Path, candidate: Path, seam: str, cfg: ValidateConfig = ValidateConfig(),
+                       shapes: dict[str, Shape] | None = None, tolerances: tuple[float, float] | None = None,
+                       export_cfg: ExportConfig = ExportConfig(), labels: tuple[str, str] | None = None):
+    """Compare ``candidate`` against ``reference`` on seeded inputs (or ``cfg.data``); returns a ``SeamResult``.
+
+    ``reference`` may be a SavedModel directory, an ONNX file or a built artifact; so may ``candidate``. Input
+    specs come from the reference. Eight positional parameters, as the public API has always had them; all but
+    the first three are optional.
+    """
+    quiet_polygraphy()
+    with tempfile.TemporaryDirectory(prefix="tf2trt-keras-") as tmp:
+        reference = as_saved_model(Path(reference), Path(tmp) / "reference")
+        candidate = as_saved_model(Path(candidate), Path(tmp) / "candidate")
+        ref_label, cand_label = labels or (reference.name, candidate.name)
+        ref, cand = side_of(reference, ref_label, export_cfg), side_of(candidate, cand_label, export_cfg)
+        draft = make_seam(seam, ref, cand, shapes, cfg)
+        inputs = draft.inputs()
+        data = load_samples(cfg.data, inputs, draft.shapes, what="validation", error=ValidationError,
+                            seed=cfg.seed) if cfg.data else None  # --data, in the reference's interface
+        return compare(replace(draft, tolerances=tolerances or draft.tolerances,
+                               samples=seam_samples(ref.info, data, 0, inputs, draft.shapes, cfg)), cfg)
+
+
+def seams(state: State) -> list[Seam]:
+    """Compile's seams, in pipeline order, one line each: every artifact against the one it was made from."""
+    cfg, mode = state.cfg.validate, state.cfg.precision.mode
+    model, exported, before, optimized = state.model, state.exported, state.before_passes, state.optimized
+    tf = Side("tensorflow", model)
+    start = Side("cut.onnx" if before is not exported else "exported.onnx", before.info)
+    opt = Side("optimized.onnx", optimized.info)
+    lowered = Side(f"{mode}.onnx", state.lowered.info) if state.lowered else opt
+    engine = side_of(state.engine_path, f"engine ({state.backend})", state.cfg.export)
+    data = {"precision": mode, "samples": state.samples}
+    return [s for s in (
+        make_seam("tf→onnx", tf, Side("exported.onnx", exported.info), state.shapes, cfg, **data)
+        if model.format == "saved_model" else None,
+        make_seam("onnx→optimized", start, opt, state.pass_shapes, cfg, **data),
+        make_seam(precision_seam(mode), opt, lowered, state.engine_shapes, cfg, random=PRECISION_SEAM_SAMPLES, **data)
+        if state.lowered else None,
+        make_seam("optimized→engine", lowered, engine, state.engine_shapes, cfg, **data),
+    ) if s is not None]
+
+
+def skips(state: State) -> str | None:
+    return None if state.cfg.validate.enabled else "disabled with --no-validate"
+
+
+def run(state: State) -> State:
+    cfg = state.cfg.validate
+    quiet_polygraphy()
+    results = tuple(compare(seam, cfg) for seam in seams(state))
+    warnings = [f"validation {r.seam}: {w}" for r in results for w in r.warnings]
+    state = state.but(seams=results, notices=warnings)
+    if any(r.seam == "onnx→optimized" and not r.passed for r in results):  # name the node (compiler/localize.py)
+        localization, where = localize_seam(state.before_passes.path, state.optimized.path, state.pass_shapes, cfg,
+                                            state.samples, cfg.tolerances("onnx→optimized", state.cfg.precision.mode))
+        state = state.but(localization=localization, localization_clause=where)
+    return state
+
+
+def refuse_failed(state: State) -> None:
+    """A failed seam fails the compile, naming the first one (and the divergent node, where it is the passes')."""
+    failed = [s for s in state.seams if not s.passed]
+    if not failed:
+        return
+    cause = failed[0].failure_line()
+    if failed[0].seam == "onnx→optimized" and state.localization_clause:
+        cause += f"; {state.localization_clause}"
+    raise ValidationError(cause, SEAM_FIXES.get(failed[0].seam, DEFAULT_FIX))
