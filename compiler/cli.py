@@ -160,6 +160,15 @@ def make_parser() -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=f"tf2trt-compiler {__version__}")
     sub = top.add_subparsers(dest="command", parser_class=_Parser)
 
+    _compile_parser(sub)
+    _stage_parsers(sub)
+    _runtime_parsers(sub)
+    _golden_parsers(sub)
+    return top
+
+
+def _compile_parser(sub) -> None:
+    """compile: the whole pipeline."""
     p = sub.add_parser("compile", help="the whole pipeline (the default command)")
     p.add_argument("model", type=Path, help="SavedModel directory or .onnx file")
     p.add_argument("out", type=Path, help="engine file to write")
@@ -171,6 +180,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-intermediates", type=Path, metavar="DIR", help="keep model.onnx and model.opt.onnx")
     p.add_argument("--quiet", action="store_true", help="print only the result lines")
 
+
+def _stage_parsers(sub) -> None:
+    """One stage at a time: inspect, export, optimize, build, validate; and check-trt."""
     p = sub.add_parser("inspect", help="signatures, inputs/outputs, dynamic dims, op histogram")
     p.add_argument("model", type=Path)
     p.add_argument("--signature"), p.add_argument("--tag", default="serve")
@@ -208,6 +220,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _export_flags(p), _optimize_flags(p), _common(p)
 
+
+def _runtime_parsers(sub) -> None:
     # run / bench: any artifact the compiler writes (TensorRT plan, onnxruntime ORT artifact) or an .onnx file
     p_run = sub.add_parser("run", help="run a built artifact once on given or seeded random inputs")
     p_bench = sub.add_parser("bench", help="time a built artifact: latency p50/p90/p99 and throughput")
@@ -226,6 +240,10 @@ def make_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--outputs", type=Path, metavar="Y.npz", help="write the outputs to an .npz keyed by name")
     p_bench.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed runs first (default: 10)")
     p_bench.add_argument("--iterations", type=int, default=100, metavar="N", help="timed runs (default: 100)")
+
+
+def _golden_parsers(sub) -> None:
+    """record / check (regression goldens) and localize."""
     # record / check: regression goldens (compiler/regress.py)
     p = sub.add_parser("record", help="run a model or engine on samples and record its outputs as goldens")
     _golden_flags(p, "directory to write (new or empty)",
@@ -265,7 +283,6 @@ def make_parser() -> argparse.ArgumentParser:
                    help="intermediate tensors marked as outputs per run (bounds memory; default: 64)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _common(p)
-    return top
 
 
 def _validate_cfg(a, enabled=True) -> ValidateConfig:

@@ -7,12 +7,23 @@ it as ``InternalError`` and shows the traceback.
 """
 from __future__ import annotations
 
+_DECLARED: list[type] = []  # CompilerError subclasses, as declared
+
 
 class CompilerError(Exception):
-    """A failure the user can act on. ``str(err)`` is one line: stage, cause, fix."""
+    """A failure the user can act on. ``str(err)`` is one line: stage, cause, fix.
+
+    A subclass declares its stage and exit code in its class line: ``class XError(CompilerError, stage="x",
+    exit_code=N)``; ``ALL_ERRORS`` lists every subclass in the order they are declared."""
 
     stage = "compile"
     exit_code = 1
+
+    def __init_subclass__(cls, stage: str | None = None, exit_code: int | None = None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if stage is not None:
+            cls.stage, cls.exit_code = stage, exit_code
+            _DECLARED.append(cls)
 
     def __init__(self, cause: str, fix: str | None = None, *, stage: str | None = None, details=None):
         self.cause = cause.rstrip(".")
@@ -29,90 +40,51 @@ class CompilerError(Exception):
         return " ".join(text.split())  # one line, whatever the parts held
 
 
-class ConfigError(CompilerError):
+class ConfigError(CompilerError, stage="config", exit_code=2):
     """Bad command-line values or settings (malformed --input-shapes, unknown input names)."""
 
-    stage = "config"
-    exit_code = 2
 
-
-class InspectError(CompilerError):
+class InspectError(CompilerError, stage="inspect", exit_code=3):
     """The model cannot be read: missing path, not a SavedModel, unknown signature or tag."""
 
-    stage = "inspect"
-    exit_code = 3
 
-
-class ExportError(CompilerError):
+class ExportError(CompilerError, stage="export", exit_code=4):
     """tf2onnx failed or left something in the graph that is not standard ONNX."""
 
-    stage = "export"
-    exit_code = 4
 
-
-class OptimizeError(CompilerError):
+class OptimizeError(CompilerError, stage="optimize", exit_code=5):
     """A graph pass failed or broke the graph."""
 
-    stage = "optimize"
-    exit_code = 5
 
-
-class PrecisionError(CompilerError):
+class PrecisionError(CompilerError, stage="precision", exit_code=10):
     """The FP16/INT8 conversion failed: bad calibration data, unknown --keep-fp32 names, no mixed-precision fit."""
 
-    stage = "precision"
-    exit_code = 10
 
-
-class BuildError(CompilerError):
+class BuildError(CompilerError, stage="build", exit_code=6):
     """The backend could not build an engine (or is not available here)."""
 
-    stage = "build"
-    exit_code = 6
 
-
-class ValidationError(CompilerError):
+class ValidationError(CompilerError, stage="validate", exit_code=7):
     """Outputs differ beyond tolerance, or the comparison could not run."""
 
-    stage = "validate"
-    exit_code = 7
 
-
-class OutputError(CompilerError):
+class OutputError(CompilerError, stage="output", exit_code=8):
     """An output path cannot be written."""
 
-    stage = "output"
-    exit_code = 8
 
-
-class InternalError(CompilerError):
+class InternalError(CompilerError, stage="internal", exit_code=70):
     """A bug in the compiler. Always shown with its traceback."""
-
-    stage = "internal"
-    exit_code = 70
 
 
 EXIT_INTERRUPTED = 130
 
-ALL_ERRORS = (ConfigError, InspectError, ExportError, OptimizeError, PrecisionError, BuildError,
-              ValidationError, OutputError, InternalError)
 
-
-class RunError(CompilerError):
+class RunError(CompilerError, stage="run", exit_code=9):
     """A built artifact cannot be loaded or run (unknown format, truncated file, wrong inputs)."""
 
-    stage = "run"
-    exit_code = 9
 
-
-ALL_ERRORS = ALL_ERRORS + (RunError,)
-
-
-class GoldenError(CompilerError):
+class GoldenError(CompilerError, stage="golden", exit_code=11):
     """A golden directory cannot be used: missing, corrupted, or recorded for a different model interface."""
 
-    stage = "golden"
-    exit_code = 11
 
-
-ALL_ERRORS = ALL_ERRORS + (GoldenError,)
+ALL_ERRORS = tuple(_DECLARED)

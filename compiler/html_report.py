@@ -394,23 +394,9 @@ def _notices(notices: list[str], title: str = "Notices") -> str:
 # ---------------------------------------------------------------------------------------------------- pages
 
 
-def render_compile(report: dict) -> str:
-    """The compile report JSON (``Report.to_json()``, as written to OUT.report.json) as an HTML page."""
-    status = report.get("status", "failed")
-    backend = report.get("backend")
-    engine = report.get("engine") or {}
-    prec = report.get("precision") or {}
-    plots = _Plots()
-    loc = report.get("localization")
-    fd = loc.get("first_divergence") if isinstance(loc, dict) else None
-
-    body = [f"<h1>Compile report: {_e(report.get('model'))} {_badge(status)}</h1>"]
-    out = report.get("out")
-    body.append(_kv([("model", report.get("model")),
-                     ("engine", out if status == "ok" or out is None else f"{out} (not written: the run failed)"),
-                     ("backend", backend or "not chosen (the run stopped before)"),
-                     ("engine format", engine.get("format")), ("precision", prec.get("mode", "fp32")),
-                     ("status", _badge(status))]))
+def _banners(report: dict, status: str, engine: dict) -> list[str]:
+    """The run's verdict, its error, and whether the artifact is a TensorRT engine."""
+    body = []
     err = report.get("error")
     if err:
         body.append(f'<p class="banner bad">FAILED in stage {_e(err.get("stage"))} (exit code '
@@ -428,6 +414,61 @@ def render_compile(report: dict) -> str:
     if report.get("backend_notice") or (engine.get("format") and engine.get("format") != "tensorrt-plan"):
         text = report.get("backend_notice") or f"This artifact is {engine.get('format')}."
         body.append(f'<p class="banner warn">NOT a TensorRT engine. {_e(text)}</p>')
+    return body
+
+
+def _findings(report: dict) -> list[str]:
+    """TensorRT parser findings and unsafe ops, where there are any."""
+    body = []
+    trt = report.get("trt_check") or {}
+    if trt.get("findings"):
+        body.append(f"<h3>TensorRT parser check ({_e(trt.get('table'))})</h3>" + _table(
+            ["op", "node", "where", "reason", "fix"],
+            [[f.get("op"), f.get("node"), f.get("where"), f.get("reason"), f.get("fix")] for f in trt["findings"]]))
+    safety = report.get("safety") or {}
+    if safety.get("findings"):
+        body.append("<h3>Unsafe ops found in the SavedModel</h3>" + _table(
+            sorted({k for f in safety["findings"] for k in f}),
+            [[f.get(k) for k in sorted({k for f in safety["findings"] for k in f})] for f in safety["findings"]]))
+    return body
+
+
+def _io(report: dict) -> list[str]:
+    """Inputs and outputs with their validation shapes, the engine's interface changes, intermediate files."""
+    body = []
+    io_rows = [["input", t.get("name"), t.get("dtype"), _shape(t.get("shape")), _shape(t.get("validation_shape"))]
+               for t in report.get("inputs") or []]
+    io_rows += [["output", t.get("name"), t.get("dtype"), _shape(t.get("shape")), ""]
+                for t in report.get("outputs") or []]
+    if io_rows:
+        body.append('<h2 id="io">Inputs and outputs</h2>'
+                    + _table(["kind", "name", "dtype", "shape", "validated with"], io_rows))
+    if report.get("interface"):
+        body.append("<h3>Engine interface changes</h3><pre>" + _e(json.dumps(report["interface"], indent=2)) + "</pre>")
+    if report.get("intermediates"):
+        body.append("<h3>Intermediate files</h3>" + _table(["what", "path"],
+                                                           [[k, v] for k, v in report["intermediates"].items()]))
+    return body
+
+
+def render_compile(report: dict) -> str:
+    """The compile report JSON (``Report.to_json()``, as written to OUT.report.json) as an HTML page."""
+    status = report.get("status", "failed")
+    backend = report.get("backend")
+    engine = report.get("engine") or {}
+    prec = report.get("precision") or {}
+    plots = _Plots()
+    loc = report.get("localization")
+    fd = loc.get("first_divergence") if isinstance(loc, dict) else None
+
+    body = [f"<h1>Compile report: {_e(report.get('model'))} {_badge(status)}</h1>"]
+    out = report.get("out")
+    body.append(_kv([("model", report.get("model")),
+                     ("engine", out if status == "ok" or out is None else f"{out} (not written: the run failed)"),
+                     ("backend", backend or "not chosen (the run stopped before)"),
+                     ("engine format", engine.get("format")), ("precision", prec.get("mode", "fp32")),
+                     ("status", _badge(status))]))
+    body += _banners(report, status, engine)
     sections = [("stages", "Stages"), ("passes", "Passes"), ("ops", "Ops"), ("validation", "Validation")]
     if fd:
         sections.append(("divergence", "First divergence"))
@@ -457,29 +498,9 @@ def render_compile(report: dict) -> str:
             body.append("<h3>Localization</h3>" + _kv(rest))
     body.append(_precision(prec))
     body.append(_notices(report.get("notices") or []))
-    trt = report.get("trt_check") or {}
-    if trt.get("findings"):
-        body.append(f"<h3>TensorRT parser check ({_e(trt.get('table'))})</h3>" + _table(
-            ["op", "node", "where", "reason", "fix"],
-            [[f.get("op"), f.get("node"), f.get("where"), f.get("reason"), f.get("fix")] for f in trt["findings"]]))
-    safety = report.get("safety") or {}
-    if safety.get("findings"):
-        body.append("<h3>Unsafe ops found in the SavedModel</h3>" + _table(
-            sorted({k for f in safety["findings"] for k in f}),
-            [[f.get(k) for k in sorted({k for f in safety["findings"] for k in f})] for f in safety["findings"]]))
+    body += _findings(report)
     body.append(_engine(engine))
-    io_rows = [["input", t.get("name"), t.get("dtype"), _shape(t.get("shape")), _shape(t.get("validation_shape"))]
-               for t in report.get("inputs") or []]
-    io_rows += [["output", t.get("name"), t.get("dtype"), _shape(t.get("shape")), ""]
-                for t in report.get("outputs") or []]
-    if io_rows:
-        body.append('<h2 id="io">Inputs and outputs</h2>'
-                    + _table(["kind", "name", "dtype", "shape", "validated with"], io_rows))
-    if report.get("interface"):
-        body.append("<h3>Engine interface changes</h3><pre>" + _e(json.dumps(report["interface"], indent=2)) + "</pre>")
-    if report.get("intermediates"):
-        body.append("<h3>Intermediate files</h3>" + _table(["what", "path"],
-                                                           [[k, v] for k, v in report["intermediates"].items()]))
+    body += _io(report)
     body.append(_versions(report.get("versions")))
     return _page(f"compile report: {report.get('model')} ({status})", body)
 

@@ -156,6 +156,15 @@ def relative(reference: Interface, candidate: Interface) -> Interface:
     return Interface(*tables)
 
 
+def between(reference: Interface, candidate: Interface) -> Interface:
+    """How a candidate's IO differs from its reference's, given the changes both record against the exported
+    model: none when the candidate records nothing new, the candidate's own when the reference records none,
+    else ``relative`` (ValueError when they transpose differently)."""
+    if not candidate or candidate == reference:
+        return Interface()
+    return relative(reference, candidate) if reference else candidate
+
+
 def write(model, interface: Interface) -> None:
     """Store ``interface`` in ``model``'s metadata (replacing an older entry)."""
     for i, prop in enumerate(list(model.metadata_props)):

@@ -44,7 +44,7 @@ from passes.infra import provenance
 from .artifacts import TensorSpec
 from .data import load_samples
 from .errors import CompilerError, ValidationError
-from .interface import Interface, read, relative
+from .interface import between, read
 from .onnxutil import io_specs
 from .validate import data_loader, error_stats, merge_specs, resolve_shapes, validation_session
 
@@ -292,87 +292,25 @@ def localize(reference: Path, candidate: Path, feeds, tolerances: tuple[float, f
     if batch_size < 1:
         raise ValidationError(f"localize: the batch size must be at least 1, got {batch_size}",
                               "give a positive number of tensors per batch")
-    feeds = list(feeds)
-    if not feeds:
-        raise ValidationError("localize: no input samples", "give at least one feed")
     ref, cand = _load(reference, "reference"), _load(candidate, "candidate")
-
-    ref_inputs, cand_inputs = _graph_inputs(ref), _graph_inputs(cand)
-    if set(ref_inputs) != set(cand_inputs):
-        raise ValidationError(f"localize: the models' inputs differ: reference takes {', '.join(ref_inputs)}; "
-                              f"candidate takes {', '.join(cand_inputs)}",
-                              "compare two versions of one model (e.g. exported and optimized, fp32 and fp16)")
-    for i, feed in enumerate(feeds):
-        if set(feed) != set(ref_inputs):
-            raise ValidationError(f"localize: sample {i} gives {', '.join(sorted(feed)) or 'nothing'}, but the "
-                                  f"models take {', '.join(ref_inputs)}", "give one array per model input")
-    ref_change, cand_change = read(ref), read(cand)
-    change = Interface()
-    if cand_change and cand_change != ref_change:
-        try:
-            change = relative(ref_change, cand_change) if ref_change else cand_change
-        except ValueError as e:
-            raise ValidationError(f"localize: the models changed the interface differently ({e})",
-                                  "localize each against the exported model instead") from None
-
+    feeds, change = _checked(ref, cand, list(feeds))
     ref_types, cand_types = _typed(ref), _typed(cand)
-    ref_produced, cand_produced = _produced(ref), _produced(cand)
-    origin = provenance(cand)
-    ref_outputs, cand_outputs = [_copy(o) for o in ref.graph.output], [_copy(o) for o in cand.graph.output]
-    candidate_outputs = {o.name for o in cand_outputs}
-    walk, skipped_reasons, candidate_only = [], {}, 0
-    for index, node in enumerate(cand.graph.node):
-        for name in node.output:
-            if not name:
-                continue
-            if name not in ref_produced:
-                candidate_only += 1
-                continue
-            reason = _skip_reason(ref_types.get(name), cand_types.get(name))
-            if reason:
-                skipped_reasons[reason] = skipped_reasons.get(reason, 0) + 1
-            else:
-                walk.append(name)
+    walk, skipped_reasons, candidate_only = _comparable(ref, cand, ref_types, cand_types)
     if not walk:
         skipped = sum(skipped_reasons.values())
         raise ValidationError(f"localize: '{candidate}' and '{reference}' share no comparable tensor (by name"
                               + (f"; {skipped} common tensor(s) skipped" if skipped else "") + ")",
                               "localize compares two versions of one model, whose tensors keep their names")
-
-    cand_feeds = [change.feed(f) if change else f for f in feeds]
+    cand_produced, origin = _produced(cand), provenance(cand)
+    candidate_outputs = {o.name for o in cand.graph.output}
+    pair = _Pair(ref, cand, reference, candidate, ref_types, cand_types, feeds, change)
     compared = batches = 0
     verified: set[str] = set()
     divergence = None
     for lo in range(0, len(walk), batch_size):
         names = walk[lo:lo + batch_size]
         batches += 1
-        try:
-            ref_sess = _session(_marked(ref, names, ref_types), "reference", reference)
-            cand_sess = _session(_marked(cand, names, cand_types), "candidate", candidate)
-        finally:
-            _restore(ref, ref_outputs)
-            _restore(cand, cand_outputs)
-        worst = {n: [0.0, 0.0] for n in names}
-        bad, exact, shape_note = set(), set(), {}
-        for feed, cand_feed in zip(feeds, cand_feeds):
-            ref_out = _run(ref_sess, feed, names, "reference", reference)
-            cand_out = _run(cand_sess, cand_feed, names, "candidate", candidate)
-            if change:
-                moved = change.results({n: cand_out[n] for n in names if n in change.outputs})
-                cand_out.update(moved)
-            for n in names:
-                a, b = np.asarray(ref_out[n]), np.asarray(cand_out[n])
-                if a.shape != b.shape:
-                    shape_note[n] = f"shape {list(b.shape)} in the candidate but {list(a.shape)} in the reference"
-                    continue
-                if a.dtype.kind in "iub":
-                    exact.add(n)
-                if _mismatch(a, b, atol, rtol):
-                    bad.add(n)
-                max_abs, max_rel = _stats(a, b)
-                worst[n][0], worst[n][1] = max(worst[n][0], max_abs), max(worst[n][1], max_rel)
-            del ref_out, cand_out
-        del ref_sess, cand_sess
+        worst, bad, exact, shape_note = pair.diffs(names, atol, rtol)
         first = None
         for n in names:
             if n in shape_note and n not in candidate_outputs:
@@ -397,6 +335,91 @@ def localize(reference: Path, candidate: Path, feeds, tolerances: tuple[float, f
                         len(feeds))
 
 
+def _checked(ref, cand, feeds: list):
+    """(feeds, the candidate's interface change relative to the reference), or why the two cannot be compared."""
+    if not feeds:
+        raise ValidationError("localize: no input samples", "give at least one feed")
+    ref_inputs, cand_inputs = _graph_inputs(ref), _graph_inputs(cand)
+    if set(ref_inputs) != set(cand_inputs):
+        raise ValidationError(f"localize: the models' inputs differ: reference takes {', '.join(ref_inputs)}; "
+                              f"candidate takes {', '.join(cand_inputs)}",
+                              "compare two versions of one model (e.g. exported and optimized, fp32 and fp16)")
+    for i, feed in enumerate(feeds):
+        if set(feed) != set(ref_inputs):
+            raise ValidationError(f"localize: sample {i} gives {', '.join(sorted(feed)) or 'nothing'}, but the "
+                                  f"models take {', '.join(ref_inputs)}", "give one array per model input")
+    try:
+        return feeds, between(read(ref), read(cand))
+    except ValueError as e:
+        raise ValidationError(f"localize: the models changed the interface differently ({e})",
+                              "localize each against the exported model instead") from None
+
+
+def _comparable(ref, cand, ref_types, cand_types):
+    """(the candidate's tensors both models compute and can be compared, in topological order; why the others
+    were skipped, counted; how many tensors only the candidate computes)."""
+    ref_produced = _produced(ref)
+    walk, skipped_reasons, candidate_only = [], {}, 0
+    for node in cand.graph.node:
+        for name in node.output:
+            if not name:
+                continue
+            if name not in ref_produced:
+                candidate_only += 1
+                continue
+            reason = _skip_reason(ref_types.get(name), cand_types.get(name))
+            if reason:
+                skipped_reasons[reason] = skipped_reasons.get(reason, 0) + 1
+            else:
+                walk.append(name)
+    return walk, skipped_reasons, candidate_only
+
+
+@dataclass
+class _Pair:
+    """The two models, run side by side with chosen intermediate tensors marked as outputs."""
+
+    ref: object
+    cand: object
+    reference: Path
+    candidate: Path
+    ref_types: dict
+    cand_types: dict
+    feeds: list
+    change: object
+
+    def diffs(self, names: list[str], atol: float, rtol: float):
+        """For ``names`` over every feed: (worst [max abs, max rel] per name, names out of tolerance, integer
+        names, shape mismatches by name)."""
+        ref_outputs, cand_outputs = [_copy(o) for o in self.ref.graph.output], [_copy(o) for o in self.cand.graph.output]
+        try:
+            ref_sess = _session(_marked(self.ref, names, self.ref_types), "reference", self.reference)
+            cand_sess = _session(_marked(self.cand, names, self.cand_types), "candidate", self.candidate)
+        finally:
+            _restore(self.ref, ref_outputs)
+            _restore(self.cand, cand_outputs)
+        worst = {n: [0.0, 0.0] for n in names}
+        bad, exact, shape_note = set(), set(), {}
+        for feed in self.feeds:
+            ref_out = _run(ref_sess, feed, names, "reference", self.reference)
+            cand_out = _run(cand_sess, self.change.feed(feed) if self.change else feed, names, "candidate",
+                            self.candidate)
+            if self.change:
+                cand_out.update(self.change.results({n: cand_out[n] for n in names if n in self.change.outputs}))
+            for n in names:
+                a, b = np.asarray(ref_out[n]), np.asarray(cand_out[n])
+                if a.shape != b.shape:
+                    shape_note[n] = f"shape {list(b.shape)} in the candidate but {list(a.shape)} in the reference"
+                    continue
+                if a.dtype.kind in "iub":
+                    exact.add(n)
+                if _mismatch(a, b, atol, rtol):
+                    bad.add(n)
+                max_abs, max_rel = _stats(a, b)
+                worst[n][0], worst[n][1] = max(worst[n][0], max_abs), max(worst[n][1], max_rel)
+        return worst, bad, exact, shape_note
+
+
 def seam_inputs(reference: Path, candidate: Path):
     """The reference's input specs, with the dims either model fixes made static (as a seam merges them)."""
     ref, cand = _load(Path(reference), "reference"), _load(Path(candidate), "candidate")
@@ -410,7 +433,8 @@ def random_feeds(reference: Path, candidate: Path, shapes: dict | None = None, b
                  data: str | None = None, seed: int = 0, count: int = 1):
     """Feeds for ``localize`` in the reference's interface: ``data`` (compiler/data.py forms), else ``count``
     seeded random samples, with shapes from ``shapes`` and the static dims either model fixes (dynamic batch:
-    ``batch``). Returns ``compiler.data.Samples``."""
+    ``batch``). Returns ``compiler.data.Samples``. Seven parameters: the localize subcommand's flags, all
+    optional but the two models."""
     inputs = seam_inputs(reference, candidate)
     resolved = resolve_shapes(inputs, dict(shapes or {}), batch)
     return load_samples(data, inputs, resolved, what="localization", error=ValidationError, seed=seed,

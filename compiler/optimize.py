@@ -71,6 +71,23 @@ def optimize(onnx_path: Path, out: Path, cfg: OptimizeConfig = OptimizeConfig(),
         manager.records
 
 
+def _pick(tensors: dict, names, flag: str) -> list:
+    """The tensors a --cut-* flag names, each computed by the model and of a known dtype; else why not."""
+    missing = [n for n in names if n not in tensors or isinstance(tensors[n], gs.Constant)]
+    if missing:
+        near = difflib.get_close_matches(missing[0], [n for n, t in tensors.items()
+                                                      if not isinstance(t, gs.Constant)], n=3)
+        hint = f"; did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+        raise ConfigError(f"{flag} names tensor(s) {', '.join(repr(m) for m in missing)} that the model "
+                          f"does not compute{hint}",
+                          "list tensor names with `python -m compiler inspect MODEL.onnx --tensors`")
+    for name in names:
+        if tensors[name].dtype is None:
+            raise OptimizeError(f"{flag} tensor '{name}' has no known dtype after shape inference",
+                                "cut at a different tensor, or give --input-shapes so inference can finish")
+    return [tensors[n] for n in names]
+
+
 def cut(onnx_path: Path, out: Path, cfg: OptimizeConfig) -> tuple[OnnxArtifact, OptimizeConfig]:
     """``--cut-inputs/--cut-outputs``: extract the subgraph between those tensors (pre/post-processing cut off).
 
@@ -89,28 +106,10 @@ def cut(onnx_path: Path, out: Path, cfg: OptimizeConfig) -> tuple[OnnxArtifact, 
     InferShapes().run(graph)
     tensors = graph.tensors()
 
-    def pick(names, flag):
-        missing = [n for n in names if n not in tensors or isinstance(tensors[n], gs.Constant)]
-        if missing:
-            near = difflib.get_close_matches(missing[0], [n for n, t in tensors.items()
-                                                          if not isinstance(t, gs.Constant)], n=3)
-            hint = f"; did you mean {', '.join(repr(n) for n in near)}?" if near else ""
-            raise ConfigError(f"{flag} names tensor(s) {', '.join(repr(m) for m in missing)} that the model "
-                              f"does not compute{hint}",
-                              "list tensor names with `python -m compiler inspect MODEL.onnx --tensors`")
-        return [tensors[n] for n in names]
-
-    new_inputs = pick(cfg.cut_inputs, "--cut-inputs") if cfg.cut_inputs else None
-    new_outputs = pick(cfg.cut_outputs, "--cut-outputs") if cfg.cut_outputs else list(graph.outputs)
-    for t in new_outputs:
-        if t.dtype is None:
-            raise OptimizeError(f"--cut-outputs tensor '{t.name}' has no known dtype after shape inference",
-                                "cut at a different tensor, or give --input-shapes so inference can finish")
+    new_inputs = _pick(tensors, cfg.cut_inputs, "--cut-inputs") if cfg.cut_inputs else None
+    new_outputs = _pick(tensors, cfg.cut_outputs, "--cut-outputs") if cfg.cut_outputs else list(graph.outputs)
     if new_inputs is not None:
         for t in new_inputs:
-            if t.dtype is None:
-                raise OptimizeError(f"--cut-inputs tensor '{t.name}' has no known dtype after shape inference",
-                                    "cut at a different tensor, or give --input-shapes so inference can finish")
             t.inputs.clear()  # its producer is cut off
         # Original inputs the cut region still reads stay inputs; cleanup drops the others.
         graph.inputs = new_inputs + [t for t in graph.inputs if t not in new_inputs]
@@ -133,6 +132,5 @@ def cut(onnx_path: Path, out: Path, cfg: OptimizeConfig) -> tuple[OnnxArtifact, 
         onnx.save(result, str(tmp))
     inputs, outputs = io_specs(result)
     kept = {k: v for k, v in cfg.input_shapes.items() if k in available}
-
     return OnnxArtifact(Path(out), inputs, outputs, op_histogram(result)), \
         replace(cfg, input_shapes=kept, cut_inputs=(), cut_outputs=())

@@ -289,6 +289,8 @@ def apply_precision(fp32_path: Path, out: Path, cfg: PrecisionConfig, samples=No
                     tolerances: tuple[float, float] | None = None, cache: Path | None = None):
     """Write the ``cfg.mode`` graph of the float32 model at ``fp32_path`` to ``out``.
 
+    Seven parameters: the last four are optional data the caller has already loaded (or None).
+
     ``samples`` (validation data) drive --auto-mixed against ``tolerances``;
     ``calib_samples`` drive INT8 calibration, cached in ``cache``. Returns
     (OnnxArtifact, PrecisionResult).

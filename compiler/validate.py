@@ -176,13 +176,8 @@ class Seam:
 
         An engine carries no ONNX metadata; it has the interface of the ONNX model it was built from, so
         only an ONNX candidate whose recorded change the reference lacks needs adapting."""
-        ref, cand = self.reference.info.change, self.candidate.info.change
-        if not cand or cand == ref:
-            return Interface()
-        if not ref:
-            return cand
         try:
-            return interface.relative(ref, cand)
+            return interface.between(self.reference.info.change, self.candidate.info.change)
         except ValueError as e:
             raise ValidationError(f"seam {self.name}: {self.candidate.info.path.name} and "
                                   f"{self.reference.info.path.name} both changed the interface, differently ({e})",

@@ -281,6 +281,8 @@ class EliminateTransposes(Pass):
         return ("reduce", {"axes": new_axes, "where": where, "out_perm": out_perm})
 
     def _push(self, graph, c, y, x, p, plan, names):
+        """Move Transpose(x, p) = y past its consumer ``c`` as ``plan`` says (seven parameters: the rewrite's
+        whole context, passed from the one caller that found it, so nothing is looked up twice)."""
         kind, data = plan
         out_perm = list(p)
         for i, t in enumerate(c.inputs):

@@ -168,6 +168,10 @@ def check_model(model: onnx.ModelProto, trt_major: int = 10) -> TrtCheck:
 
 def _check_graph(graph, table, result: TrtCheck, where: str, io_names: tuple[set, set], outer_types: dict,
                  outer_consts: dict) -> None:
+    """Check every node of ``graph`` (and, recursively, its subgraphs) against ``table`` into ``result``.
+
+    Seven parameters: the recursion carries where it is (``where``), the graph IO names and the types and
+    constants the enclosing graphs define, which a subgraph reads."""
     types = dict(outer_types)
     for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
         if vi.type.tensor_type.elem_type:

@@ -49,20 +49,7 @@ def prepare_feed(inputs: tuple[TensorSpec, ...], feed: dict, interface=None) -> 
     back into the SavedModel's layout too (``PreparedFeed.results``).
     """
     interface = interface or Interface()
-    names = [t.name for t in inputs]
-    expected = ", ".join(names)
-    unknown = [k for k in feed if k not in names]
-    if unknown:
-        parts = []
-        for u in unknown:
-            near = difflib.get_close_matches(u, names, n=1, cutoff=0.5)
-            parts.append(f"'{u}'" + (f" (did you mean '{near[0]}'?)" if near else ""))
-        raise RunError(f"{', '.join(parts)} {'is not an input' if len(unknown) == 1 else 'are not inputs'} of the "
-                       f"artifact; its inputs are: {expected}", "name each array after one of the artifact's inputs")
-    missing = [n for n in names if n not in feed]
-    if missing:
-        raise RunError(f"missing input(s) {', '.join(repr(m) for m in missing)}; the artifact's inputs are: {expected}",
-                       "give an array for every input")
+    _check_names(inputs, feed)
     out, notes, layouts = OrderedDict(), [], {}
     for t in inputs:
         arr = np.asarray(feed[t.name])
@@ -103,18 +90,41 @@ def prepare_feed(inputs: tuple[TensorSpec, ...], feed: dict, interface=None) -> 
         by = {k: sorted(n for n, v in layouts.items() if v == k) for k in ("saved_model", "artifact")}
         raise RunError(f"inputs are fed in two layouts: {', '.join(by['saved_model'])} in the SavedModel's, "
                        f"{', '.join(by['artifact'])} in the artifact's", "feed every input in the same layout")
-    mapping = None
-    if "saved_model" in layouts.values():
-        mapping = Interface({}, interface.outputs)
+    mapping = Interface({}, interface.outputs) if "saved_model" in layouts.values() else None
+    return PreparedFeed(out, tuple(notes + _output_notes(interface, mapping is not None)), mapping)
+
+
+def _check_names(inputs: tuple[TensorSpec, ...], feed: dict) -> None:
+    """Every input given, and nothing else; else RunError naming them (and the nearest name for a typo)."""
+    names = [t.name for t in inputs]
+    expected = ", ".join(names)
+    unknown = [k for k in feed if k not in names]
+    if unknown:
+        parts = []
+        for u in unknown:
+            near = difflib.get_close_matches(u, names, n=1, cutoff=0.5)
+            parts.append(f"'{u}'" + (f" (did you mean '{near[0]}'?)" if near else ""))
+        raise RunError(f"{', '.join(parts)} {'is not an input' if len(unknown) == 1 else 'are not inputs'} of the "
+                       f"artifact; its inputs are: {expected}", "name each array after one of the artifact's inputs")
+    missing = [n for n in names if n not in feed]
+    if missing:
+        raise RunError(f"missing input(s) {', '.join(repr(m) for m in missing)}; the artifact's inputs are: {expected}",
+                       "give an array for every input")
+
+
+def _output_notes(interface: Interface, mapped_back: bool) -> list[str]:
+    """What the outputs are: mapped back into the SavedModel's interface, or left in the artifact's."""
+    notes = []
+    if mapped_back:
         for name, change in interface.outputs.items():
             done = [text for key, text in (("perm", "transposed back"),
                                            ("from_dtype", f"cast back to {change.get('from_dtype')}")) if key in change]
             notes.append(f"output '{name}': {' and '.join(done)} into the SavedModel's interface")
-    else:
-        for name, change in interface.outputs.items():
-            if "perm" in change:
-                notes.append(f"output '{name}' is in the artifact's layout (the SavedModel's transposed by "
-                             f"{change['perm']})")
-            if "from_dtype" in change:
-                notes.append(f"output '{name}' is {change['dtype']} (the SavedModel's is {change['from_dtype']})")
-    return PreparedFeed(out, tuple(notes), mapping)
+        return notes
+    for name, change in interface.outputs.items():
+        if "perm" in change:
+            notes.append(f"output '{name}' is in the artifact's layout (the SavedModel's transposed by "
+                         f"{change['perm']})")
+        if "from_dtype" in change:
+            notes.append(f"output '{name}' is {change['dtype']} (the SavedModel's is {change['from_dtype']})")
+    return notes

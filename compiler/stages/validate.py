@@ -54,13 +54,13 @@ def make_seam(name: str, reference: Side, candidate: Side, shapes: dict, cfg: Va
 
 
 def validate_artifacts(reference: Path, candidate: Path, seam: str, cfg: ValidateConfig = ValidateConfig(),
-                       shapes: dict[str, Shape] | None = None, tolerances: tuple[float, float] | None = None,
+                       shapes: dict[str, Shape] | None = None, *, tolerances: tuple[float, float] | None = None,
                        export_cfg: ExportConfig = ExportConfig(), labels: tuple[str, str] | None = None):
     """Compare ``candidate`` against ``reference`` on seeded inputs (or ``cfg.data``); returns a ``SeamResult``.
 
     ``reference`` may be a SavedModel directory, an ONNX file or a built artifact; so may ``candidate``. Input
-    specs come from the reference. Eight positional parameters, as the public API has always had them; all but
-    the first three are optional.
+    specs come from the reference. ``tolerances`` (atol, rtol) override the seam's defaults; ``labels`` name
+    the two sides in the result.
     """
     quiet_polygraphy()
     with tempfile.TemporaryDirectory(prefix="tf2trt-keras-") as tmp:

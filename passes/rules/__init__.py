@@ -87,7 +87,10 @@ class Builder:
 
     def op(self, op: str, inputs: list, attrs: dict | None = None, dtype=None, shape=None,
            outputs: int | list = 1, domain: str | None = None):
-        """Add a node; returns its output Variable (or a list when ``outputs`` > 1 or is a list of tensors)."""
+        """Add a node; returns its output Variable (or a list when ``outputs`` > 1 or is a list of tensors).
+
+        Seven parameters: the rule API users write against; all but ``op`` and ``inputs`` are optional and
+        usually given by keyword."""
         ins = [t if isinstance(t, gs.Tensor) else self.const(t) for t in inputs]
         if isinstance(outputs, int):
             outs = [gs.Variable(self._name(f"{op.lower()}_out"), dtype=dtype, shape=shape) for _ in range(outputs)]

@@ -85,7 +85,9 @@ def _equivalent_coord(node: gs.Node, p: dict) -> str | None:
 
 
 def _ort_resize(node: gs.Node, opset: int, x: np.ndarray, roi, scales, sizes, axes=None) -> np.ndarray:
-    """Evaluate a Resize with ``node``'s attributes, ``axes`` replaced (None: dropped), on ``x`` with onnxruntime."""
+    """Evaluate a Resize with ``node``'s attributes, ``axes`` replaced (None: dropped), on ``x`` with onnxruntime.
+
+    Seven parameters: one per Resize input and attribute the two callers vary."""
     import onnxruntime as ort
 
     given = [("roi", roi, np.float32), ("scales", scales, np.float32)] + ([] if sizes is None else [
