@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import OutputError, RunError
-from .interface import Interface
+from .common.io_change import Interface
 
 # What an artifact is, recognised from its content, never its name: a TensorRT plan starts with ``ftrt``; our
 # onnxruntime artifact is onnxruntime's own ORT format, a flatbuffer whose file identifier ``ORTM`` sits at bytes
@@ -61,7 +61,7 @@ class ModelInfo:
     signatures: dict[str, dict] = field(default_factory=dict)  # all signatures, for listing
     tags: tuple[tuple[str, ...], ...] = ()
     safety: dict | None = None  # SavedModels: the unsafe-op scan's verdict (frontend/scan.py)
-    change: Interface = field(default_factory=Interface)  # ONNX: the interface change it records (interface.py)
+    change: Interface = field(default_factory=Interface)  # ONNX: the interface change it records (common/io_change.py)
     tag: str = "serve"  # SavedModels: the MetaGraph tag it was read with
 
     def to_json(self) -> dict:

@@ -379,7 +379,7 @@ def _file_id(path: Path) -> tuple[int, int] | None:
 
 def _write_html(html_path: Path, report_path: Path) -> None:
     """The HTML report, rendered from the JSON report as written (the page a saved report would give)."""
-    from .html_report import render_compile, write_html
+    from .tools.html_report import render_compile, write_html
 
     write_html(html_path, render_compile(json.loads(report_path.read_text())))
 
@@ -703,7 +703,7 @@ def cmd_check(a) -> int:
     if a.junit:
         write_text_atomic(a.junit, junit_xml(result), "JUnit report")
     if a.html:
-        from .html_report import render_check, write_html
+        from .tools.html_report import render_check, write_html
 
         write_html(a.html, render_check(result))
     if a.json:
@@ -727,7 +727,7 @@ def cmd_check(a) -> int:
 def cmd_localize(a) -> int:
     """Exit 0 when no common tensor diverges, 1 when a divergent node is found (errors keep their own codes)."""
     from .config import DEFAULT_TOLERANCES
-    from .localize import localize, random_feeds
+    from .tools.localize import localize, random_feeds
     from .validate import quiet_polygraphy
 
     if a.batch < 1 or a.batch_size < 1:

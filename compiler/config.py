@@ -102,7 +102,7 @@ class PrecisionConfig:
     keep_fp32: tuple[str, ...] = ()  # fp16: op types or node names kept in float32, beyond the default list
     auto_mixed: bool = False  # fp16: also keep the fewest nodes in float32 that make validation pass
     int8_skip: tuple[str, ...] = ()  # int8: op types or node names left unquantized
-    calib_data: str | None = None  # int8: samples (see compiler/data.py); None: --data, else random
+    calib_data: str | None = None  # int8: samples (see compiler/common/samples.py); None: --data, else random
     calib_method: str = "minmax"
     calib_cache: Path | None = None  # None: OUT.calib.json beside the engine (compile) or model (optimize)
     calib_samples: int | None = None  # use at most this many calibration samples
@@ -145,7 +145,7 @@ class BuildConfig:
     workspace_mib: int | None = None  # TensorRT memory pool limit
     profiles: tuple = ()  # explicit ShapeProfiles (--min/--opt/--max-shapes), in the engine's interface
     profile_strategy: str | None = None  # derive profiles from --profile-data samples: range|optimal|range+optimal
-    profile_data: str | None = None  # samples for the strategy (compiler/data.py forms); None: --data
+    profile_data: str | None = None  # samples for the strategy (compiler/common/samples.py forms); None: --data
     timing_cache: Path | None = None  # loaded when it exists, saved (atomically) after a successful build
     builder_opt_level: int | None = None  # 0..5, TensorRT's default (3) when None
     plugins: tuple[Path, ...] = ()  # plugin libraries loaded before parsing (and again by `run`/`bench`)
@@ -224,7 +224,7 @@ class ValidateConfig:
     seed: int = 0
     iterations: int = 1
     batch: int = 1  # used for a dynamic leading dimension when no --input-shapes
-    data: str | None = None  # --data: real input samples (compiler/data.py) instead of seeded random ones
+    data: str | None = None  # --data: real input samples (compiler/common/samples.py) instead of seeded random ones
     val_ranges: dict = field(default_factory=dict)  # --val-range: input -> (low, high) of random data ("" = all)
 
     def tolerances(self, seam: str, precision: str = "fp32") -> tuple[float, float]:

@@ -8,7 +8,7 @@ import onnx
 
 from .artifacts import ModelInfo, TensorSpec
 from .errors import InspectError
-from .interface import read
+from .common.io_change import read
 
 
 def _value_spec(vi: onnx.ValueInfoProto) -> TensorSpec:

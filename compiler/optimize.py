@@ -11,7 +11,7 @@ import onnx_graphsurgeon as gs
 from passes import FreezeInputShapes, InferShapes, PassBug, PassError, PassManager, build_pipeline
 from passes.rules import RuleFileError, load_rules_file
 
-from . import interface
+from .common import io_change as interface
 from .artifacts import OnnxArtifact, atomic_output
 from .config import OptimizeConfig
 from .errors import ConfigError, OptimizeError

@@ -6,7 +6,7 @@ the ONNX graph, by passes (``passes/to_fp16.py``, ``passes/quantize_int8.py``,
 optimize stage. What this module adds around them needs data:
 
 * INT8 calibration: onnxruntime's calibrators (minmax, entropy, percentile)
-  run the float32 graph on the calibration samples (``compiler/data.py``) and
+  run the float32 graph on the calibration samples (``compiler/common/samples.py``) and
   give a range per tensor. The ranges are cached in a JSON file keyed by the
   model's and the data's hashes and the method, and reused when all match.
 * Automatic mixed precision (``--auto-mixed``): the smallest set of nodes to
@@ -32,7 +32,7 @@ from passes.cleanup_toposort import CleanupToposort
 from passes.quantize_int8 import INT8_OPS, QuantizeInt8, quantizable
 from passes.to_fp16 import DATA_MOVEMENT, ToFp16, node_precision
 
-from . import interface
+from .common import io_change as interface
 from .artifacts import OnnxArtifact, atomic_output, write_text_atomic
 from .config import PRECISION_MIN_AGREEMENT, PrecisionConfig
 from .errors import PrecisionError

@@ -2,7 +2,7 @@
 
 ``record`` runs anything the compiler reads or writes (a SavedModel through
 TensorFlow, an ONNX file through onnxruntime, a built engine through its
-runtime) on input samples from the one sample loader (``compiler/data.py``)
+runtime) on input samples from the one sample loader (``compiler/common/samples.py``)
 and writes a golden directory::
 
     DIR/manifest.json   what was recorded, from what, with which tolerances and library versions
@@ -46,7 +46,7 @@ from . import __version__
 from .api import inspect_model, require_safe
 from .artifacts import TensorSpec
 from .config import DEFAULT_TOLERANCES, PRECISION_TOLERANCES, PRECISIONS, ExportConfig
-from .data import load_samples
+from .common.samples import load_samples
 from .errors import ConfigError, GoldenError, OutputError, RunError
 from .frontend.tfrun import TfSavedModelRunner
 from .report import versions

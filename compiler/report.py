@@ -59,8 +59,8 @@ class Report:
     notices: list[str] = field(default_factory=list)
     safety: dict | None = None
     trt_check: dict | None = None
-    interface: dict = field(default_factory=dict)  # how the engine's IO differs from the model's (interface.py)
-    localization: dict | None = None  # a failed onnx→optimized seam: the first divergent node (localize.py)
+    interface: dict = field(default_factory=dict)  # how the engine's IO differs from the model's (common/io_change.py)
+    localization: dict | None = None  # a failed onnx→optimized seam: the first divergent node (tools/localize.py)
 
     @property
     def status(self) -> str:

@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from . import interface
+from .common import io_change as interface
 from .artifacts import ModelInfo, TensorSpec
 from .common.shapes import FLOAT_RANGE, INT_RANGE, input_ranges, merge_specs, resolve_shapes  # noqa: F401 (re-exported)
 from .config import PRECISION_MIN_AGREEMENT, Shape, ValidateConfig
-from .emulate import fp16_storage, has_float16
+from .common.fp16_emulation import fp16_storage, has_float16
 from .backends.onnxruntime import ort_session
 from .errors import OptimizeError, ValidationError
 from .frontend.tfrun import TfSavedModelRunner
-from .interface import Interface
+from .common.io_change import Interface
 
 def data_loader(inputs: tuple[TensorSpec, ...], shapes: dict[str, Shape], cfg: ValidateConfig):
     from polygraphy.common import TensorMetadata  # polygraphy is heavy: lazy
@@ -159,7 +159,7 @@ class Side:
 @dataclass(frozen=True)
 class Seam:
     """One comparison as data: ``candidate`` against ``reference`` at ``shapes`` (the reference's layout), judged
-    with ``tolerances`` = (atol, rtol). ``samples`` (``compiler.data.Samples`` in the reference's interface) feed
+    with ``tolerances`` = (atol, rtol). ``samples`` (``common.samples.Samples`` in the reference's interface) feed
     both sides; None means Polygraphy's seeded DataLoader. ``scaled``: a precision seam (each output's atol is
     scaled by its peak, integer outputs are judged by agreement)."""
 
@@ -172,7 +172,7 @@ class Seam:
     scaled: bool = False
 
     def change(self) -> Interface:
-        """How the candidate's interface differs from the reference's (see compiler/interface.py).
+        """How the candidate's interface differs from the reference's (see compiler/common/io_change.py).
 
         An engine carries no ONNX metadata; it has the interface of the ONNX model it was built from, so
         only an ONNX candidate whose recorded change the reference lacks needs adapting."""
@@ -302,7 +302,7 @@ def _constant(arrays: list[np.ndarray]) -> bool:
 
 def onnx_runner(model: Path | bytes, name: str):
     """A Polygraphy runner over an ONNX model that onnxruntime runs as written (see backends.onnxruntime.ort_session and,
-    for float16 graphs, compiler.emulate)."""
+    for float16 graphs, compiler.common.fp16_emulation)."""
     from polygraphy.backend.onnxrt import OnnxrtRunner
 
     return OnnxrtRunner(validation_session(model), name=name)
@@ -310,7 +310,7 @@ def onnx_runner(model: Path | bytes, name: str):
 
 def validation_session(model):
     """An onnxruntime session running ``model`` (path, bytes or ModelProto) as written, float16 rounding
-    included (compiler.emulate)."""
+    included (compiler.common.fp16_emulation)."""
     proto = model if isinstance(model, onnx.ModelProto) else None
     if proto is None:
         try:

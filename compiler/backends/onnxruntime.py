@@ -19,7 +19,7 @@ from ..artifacts import ONNX_MODEL, ORT_FORMAT, EngineArtifact, TensorSpec, atom
 from ..common import ort
 from ..config import BuildConfig
 from ..errors import BuildError, RunError
-from ..interface import KEY, Interface
+from ..common.io_change import KEY, Interface
 
 # onnxruntime rewrites we refuse, each with the reason. Pad_Fusion folds a
 # constant-zero Pad into the next op's `pads`; for MaxPool those pads act as

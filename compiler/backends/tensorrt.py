@@ -32,7 +32,7 @@ from passes import provenance
 from ..artifacts import TENSORRT_PLAN, EngineArtifact, TensorSpec, atomic_output
 from ..config import BuildConfig, Shape
 from ..errors import BuildError, RunError
-from ..interface import Interface
+from ..common.io_change import Interface
 from ..profiles import ShapeProfile, choose_profile
 
 INSTALL_HINT = ("install TensorRT and its Python bindings on a machine with an NVIDIA GPU and driver "

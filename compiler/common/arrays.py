@@ -1,5 +1,5 @@
 """Arrays as users hand them over: the one dtype rule (``cast``) shared by ``run``/``bench``
-(``runtime.feeds.prepare_feed``), the sample loader (``compiler.data``) and the goldens, and the one reader of
+(``runtime.feeds.prepare_feed``), the sample loader (``compiler.common.samples``) and the goldens, and the one reader of
 ``.npy``/``.npz`` files. A leaf: it sits below the sample loader and the runtime, which both use it.
 
 The rule: a dtype is kept, a float goes to another float (a narrowing that overflows is refused), an integer to

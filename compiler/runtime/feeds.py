@@ -15,7 +15,7 @@ import numpy as np
 from ..artifacts import TensorSpec, shape_text
 from ..common.arrays import cast
 from ..errors import RunError
-from ..interface import Interface
+from ..common.io_change import Interface
 
 
 @dataclass(frozen=True)

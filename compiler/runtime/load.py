@@ -3,7 +3,7 @@ and the backend that runs that format (``backends.for_format``) gives the runner
 
 Every runner has ``inputs``/``outputs`` (TensorSpecs), ``format``, ``backend``,
 ``interface`` (how the artifact's IO differs from the SavedModel's, see
-compiler/interface.py) and ``infer(feed) -> dict``, which takes exactly what
+compiler/common/io_change.py) and ``infer(feed) -> dict``, which takes exactly what
 the artifact takes (``feeds.prepare_feed`` adapts what a user has).
 """
 from __future__ import annotations

@@ -11,7 +11,7 @@ import numpy as np
 from ..artifacts import TensorSpec, shape_text
 from ..common.arrays import load_arrays
 from ..common.shapes import resolve_shapes
-from ..data import load_samples
+from ..common.samples import load_samples
 from ..errors import ConfigError, InspectError, RunError
 from .feeds import prepare_feed
 

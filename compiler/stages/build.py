@@ -9,7 +9,7 @@ from ..artifacts import EngineArtifact, ModelInfo, TensorSpec
 from ..backends import build, get, resolve_backend
 from ..common.shapes import resolve_shapes
 from ..config import BuildConfig, CompileConfig, Shape
-from ..data import load_samples
+from ..common.samples import load_samples
 from ..errors import ConfigError
 from ..onnxutil import io_specs, load
 from ..profiles import check_profiles, resolve_profiles
@@ -57,7 +57,7 @@ def build_engine(onnx_path: Path, out: Path, cfg=None, shapes: dict[str, Shape] 
 def load_profile_samples(cfg, inputs: tuple[TensorSpec, ...], shapes: dict[str, Shape], seed: int = 0,
                          fallback: str | None = None):
     """The samples ``--profile-strategy`` derives profiles from: ``--profile-data``, else ``fallback``
-    (compile's --data), loaded with the one sample loader (compiler/data.py); None without a strategy."""
+    (compile's --data), loaded with the one sample loader (compiler/common/samples.py); None without a strategy."""
     if not cfg.profile_strategy:
         return None
     spec = cfg.profile_data or fallback
@@ -91,5 +91,5 @@ def run(state: State) -> State:
     engine = build_engine(source.path, state.engine_path, state.cfg.build, state.engine_shapes,
                           profiles=engine_profiles, profile_source=state.profile_source)
     ignored = engine.summary.get("ignored_options")
-    notice = (f"TensorRT-only options ignored by the {engine.backend} backend: " + ", ".join(ignored)) if ignored else None
+    notice = f"TensorRT-only options ignored by the {engine.backend} backend: {', '.join(ignored)}" if ignored else None
     return state.but(engine=engine, notices=(notice,) if notice else ())

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from passes.trt_support import check_model
+from passes.analysis.trt_support import check_model
 
 from ..artifacts import OnnxArtifact
 from ..common.shapes import resolve_shapes
 from ..config import OptimizeConfig, ValidateConfig
-from ..data import load_samples
+from ..common.samples import load_samples
 from ..errors import BuildError, ValidationError
 from ..optimize import cut, optimize
 from ..onnxutil import load

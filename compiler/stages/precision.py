@@ -10,7 +10,7 @@ from pathlib import Path
 from ..artifacts import OnnxArtifact
 from ..common.shapes import resolve_shapes
 from ..config import PRECISION_SEAM_SAMPLES, OptimizeConfig, PrecisionConfig, ValidateConfig, precision_seam
-from ..data import load_samples
+from ..common.samples import load_samples
 from ..errors import PrecisionError, ValidationError
 from ..onnxutil import inspect_onnx
 from ..precision import apply_precision

@@ -31,7 +31,7 @@ class State:
     optimized: OnnxArtifact | None = None  # its ``change``: how its IO differs from the export's
     pass_records: tuple = ()
     trt: object = None  # passes.trt_support.TrtCheck of the optimized graph
-    samples: object = None  # --data (compiler.data.Samples) in before_passes's interface, loaded once
+    samples: object = None  # --data (compiler.common.samples.Samples) in before_passes's interface, loaded once
     lowered: OnnxArtifact | None = None  # the fp16/int8 graph (precision stage)
     precision: object = None  # compiler.precision.PrecisionResult
     calib_cache: Path | None = None

@@ -9,9 +9,9 @@ from pathlib import Path
 from ..artifacts import ONNX_MODEL, ModelInfo, detect_format
 from ..common.shapes import resolve_shapes
 from ..config import PRECISION_SEAM_SAMPLES, ExportConfig, Shape, ValidateConfig, lowers, precision_seam
-from ..data import load_samples
+from ..common.samples import load_samples
 from ..errors import ValidationError
-from ..localize import localize_seam
+from ..tools.localize import localize_seam
 from ..runtime import load
 from ..validate import DEFAULT_FIX, SEAM_FIXES, Seam, Side, compare, quiet_polygraphy
 from .inspect import as_saved_model, inspect_model, require_safe
@@ -106,7 +106,7 @@ def run(state: State) -> State:
     results = tuple(compare(seam, cfg) for seam in seams(state))
     warnings = [f"validation {r.seam}: {w}" for r in results for w in r.warnings]
     state = state.but(seams=results, notices=warnings)
-    if any(r.seam == "onnx→optimized" and not r.passed for r in results):  # name the node (compiler/localize.py)
+    if any(r.seam == "onnx→optimized" and not r.passed for r in results):  # name the node (compiler/tools/localize.py)
         localization, where = localize_seam(state.before_passes.path, state.optimized.path, state.pass_shapes, cfg,
                                             state.samples, cfg.tolerances("onnx→optimized", state.cfg.precision.mode))
         state = state.but(localization=localization, localization_clause=where)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from passes.trt_support import check_model
+from passes.analysis.trt_support import check_model
 
 from ..backends.tensorrt import parser_verdict
 from ..config import CompileConfig

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from ..trt_support import TOPK_MAX
+from ..analysis.trt_support import TOPK_MAX
 from . import Builder, Refusal, Rule, constant_value, replace_output
 
 

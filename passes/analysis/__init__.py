@@ -1,0 +1,1 @@
+"""Analyses of a graph that change nothing: what TensorRT's parser would reject (``trt_support``)."""
