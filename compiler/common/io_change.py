@@ -16,11 +16,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import onnx
 
-from passes.eliminate_transposes import inverse
+# A leaf under artifacts.py and the report, which light callers import (the report's versions, the CLI): it
+# imports no pass (scripts/bench/ holds a passes.py that would shadow the package) and loads onnx only when used.
 
 KEY = "tf2trt.interface"
+
+
+def inverse(perm) -> list[int]:
+    """The permutation that undoes ``perm``: transpose(transpose(x, perm), inverse(perm)) == x."""
+    return [list(perm).index(i) for i in range(len(perm))]
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,8 @@ class Interface:
 def diff(original, result, perms: dict[str, dict[str, list[int]]]) -> Interface:
     """The interface change from ``original`` to ``result`` (ONNX ModelProtos): dtype changes are read off
     the graphs; ``perms`` ({"inputs": {name: perm}, "outputs": {...}}) come from the layout pass."""
+    import onnx  # heavy (2 s): see the imports above
+
     def dtypes(values):
         return {v.name: v.type.tensor_type.elem_type for v in values}
 
@@ -178,6 +185,7 @@ def write(model, interface: Interface) -> None:
 
 def read(model) -> Interface:
     """The interface recorded in an ONNX ModelProto, an ONNX file, or nothing (empty)."""
+    import onnx  # heavy (2 s): see the imports above
     if isinstance(model, (str, Path)):
         try:
             model = onnx.load(str(model), load_external_data=False)
