@@ -187,7 +187,7 @@ class TrtGraphConverterV2:
             warnings.warn(f"input_saved_model_tags={tags}: the MetaGraph tagged '{tags[0]}' is converted",
                           TftrtWarning, stacklevel=2)
         self._params = conversion_params
-        self._source = Path(input_saved_model_dir)
+        self._source = Path(input_saved_model_dir).absolute()  # later calls may run from another directory
         self._tags = tags
         self._key = input_saved_model_signature_key or "serving_default"
         self._export_cfg = ExportConfig(signature=self._key, tag=tags[0])
@@ -359,16 +359,22 @@ class TrtGraphConverterV2:
                                   **{k: v for k, v in self._engine.summary.items() if k != "profiles"}}
 
     def _validate(self, directory: Path, first: dict) -> None:
-        """The engine against the SavedModel in TensorFlow, on the build inputs, at the precision's tolerance."""
+        """The engine against the SavedModel in TensorFlow, on the build inputs, at the precision's tolerance:
+        a failure stops an FP32 build (ValidationError) and is a warning at FP16/INT8."""
         vcfg = ValidateConfig(data=str(directory))
         result = validate_artifacts(self._source, self._engine.path, "tensorflow→engine", vcfg,
                                     shapes={k: tuple(v.shape) for k, v in first.items()},
                                     tolerances=vcfg.tolerances("optimized→engine", self._mode),
                                     export_cfg=self._export_cfg, labels=("tensorflow", "engine"))
         self._report["validation"] = result.to_json()
-        if not result.passed:
-            raise ValidationError(result.failure_line(), "the engine does not reproduce the SavedModel on build()'s "
-                                  "inputs; see the report (converter.summary()) for each output's error")
+        if result.passed:
+            return
+        if self._mode != "fp32":  # an argmax over close logits may tip on a few build inputs: say it, not stop
+            warnings.warn(f"{result.failure_line()} (at {self._mode.upper()}; see summary())", TftrtWarning,
+                          stacklevel=3)
+            return
+        raise ValidationError(result.failure_line(), "the engine does not reproduce the SavedModel on build()'s "
+                              "inputs; see the report (converter.summary()) for each output's error")
 
     # ------------------------------------------------------------------ save
 
