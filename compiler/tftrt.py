@@ -486,7 +486,10 @@ def summary_lines(conv: TrtGraphConverterV2, line_length: int, detailed: bool) -
     if detailed:
         lines += [""] + [f"\t- {op}: {n}x" for op, n in sorted(ops.items())]
     precision = conv._report.get("precision", {})
-    lines += ["", f"Precision: {conv._mode.upper()}" + (f" ({precision.get('ops')})" if precision.get("ops") else "")]
+    counts = "; ".join(f"{sum(table.values())} node(s) in {prec}" + (f" ({', '.join(sorted(table))})"
+                                                                       if prec == "fp32" else "")
+                       for prec, table in precision.get("ops", {}).items())
+    lines += ["", f"Precision: {conv._mode.upper()}" + (f" ({counts})" if counts else "")]
     for k, p in enumerate(conv._profiles):
         lines.append(f"Profile {k}: {p.text()}")
     validation = conv._report.get("validation")

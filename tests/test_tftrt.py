@@ -215,6 +215,18 @@ def test_documented_example_saves_a_directory_that_reproduces_tensorflow(convert
     assert any("building a new engine" in str(w.message) for w in caught) == (not built)
 
 
+def test_readme_example_runs(tmp_path, monkeypatch):
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text[text.index("## Coming from TF-TRT"):], re.S).group(1)
+    (tmp_path / "fixtures").symlink_to(FIXTURES, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    lines = []
+    exec(compile(code, "<README: Coming from TF-TRT>", "exec"), {"print": lines.append})
+    assert lines[-1] == (2, 10) and (tmp_path / "cnn_converted" / deploy.MANIFEST).is_file()
+
+
 def test_converted_function_runs_before_and_after_build(tmp_path):
     ins, outs = golden("multi_io")
     converter = trt.TrtGraphConverterV2(input_saved_model_dir=str(FIXTURES / "multi_io"))
@@ -400,7 +412,7 @@ def test_importing_tftrt_does_not_import_tensorflow():
 
 def test_deploy_runtime_imports_neither_tensorflow_tf2onnx_nor_polygraphy():
     loaded = _modules_after("import compiler.deploy as d; d.choose_profile([], {})")
-    assert not {"tensorflow", "tf2onnx", "polygraphy"} & loaded
+    assert not {"tensorflow", "tf2onnx", "polygraphy", "onnx", "onnxruntime"} & loaded
 
 
 # --------------------------------------------------------------------------- deploy: pure parts
