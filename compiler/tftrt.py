@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import json
 import math
+import numbers
 import shutil
 import tempfile
 import warnings
@@ -120,9 +121,9 @@ def _check_params(p: TrtConversionParams) -> None:
         raise ValueError("minimum segment size should be positive or -1 (to disable main graph conversion).")
     if p.is_dynamic_op is False:
         raise ValueError("Option is_dynamic_op=False is not supported in TF 2.0, please set it to True instead.")
-    if not isinstance(p.maximum_cached_engines, int) or p.maximum_cached_engines < 1:
+    if not isinstance(p.maximum_cached_engines, numbers.Integral) or p.maximum_cached_engines < 1:
         raise ValueError(f"maximum_cached_engines must be a positive integer, not {p.maximum_cached_engines!r}")
-    if not isinstance(p.max_workspace_size_bytes, int) or p.max_workspace_size_bytes < 1:
+    if not isinstance(p.max_workspace_size_bytes, numbers.Integral) or p.max_workspace_size_bytes < 1:
         raise ValueError(f"max_workspace_size_bytes must be a positive integer, not {p.max_workspace_size_bytes!r}")
     if p.minimum_segment_size != 3:
         _explain("minimum_segment_size", p.minimum_segment_size)
@@ -388,8 +389,9 @@ class TrtGraphConverterV2:
                                "build() to build and calibrate the TensorRT engines.")
         out = Path(output_saved_model_dir).resolve()
         self._check_output(out)
-        if not self._built and self._shape_feeds and save_gpu_specific_engines:
+        if self._engine is None and self._shape_feeds and save_gpu_specific_engines:
             self._build_engine(self._shape_feeds)  # TF-TRT's INT8 engine at the calibration shape
+            self._validate(self._calib_dir, self._shape_feeds[0])
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
             self._write(staging, save_gpu_specific_engines)

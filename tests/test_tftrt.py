@@ -318,6 +318,21 @@ def test_int8_in_dynamic_shape_mode_calibrates_at_build_and_refuses_to_save_befo
     assert json.loads((tmp_path / "out" / "report.json").read_text())["precision"]["mode"] == "int8"
 
 
+def test_int8_without_build_saves_an_engine_at_the_calibration_shape(tmp_path):
+    rng = np.random.default_rng(0)
+    data = [(rng.standard_normal((2, 1)).astype(np.float32), rng.standard_normal((2, 5, 8)).astype(np.float32))
+            for _ in range(4)]
+    converter = trt.Converter(input_saved_model_dir=str(FIXTURES / "multi_io"), precision_mode="INT8",
+                              max_workspace_size_bytes=np.int64(1 << 28))
+    converter.convert(calibration_input_fn=lambda: iter(data))
+    converter.save(tmp_path / "out")
+    manifest = json.loads((tmp_path / "out" / deploy.MANIFEST).read_text())
+    assert manifest["workspace_mib"] == 256
+    assert [p["x"] for p in manifest["engines"][0]["profiles"]] == [{"min": [1, 5, 8], "opt": [2, 5, 8],
+                                                                     "max": [2, 5, 8]}]
+    check_outputs(trt.load(tmp_path / "out"), "multi_io", "INT8")
+
+
 def test_int8_without_calibration_needs_a_quantized_graph():
     converter = trt.Converter(input_saved_model_dir=str(FIXTURES / "cnn_nhwc"), precision_mode="INT8",
                               use_calibration=False)
