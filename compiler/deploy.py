@@ -183,12 +183,15 @@ def as_output(value) -> OutputArray:
     return np.asarray(value).view(OutputArray)
 
 
-def runtime_profile(shapes: dict, implicit_batch: bool) -> dict:
+def runtime_profile(shapes: dict, implicit_batch: bool, inputs: tuple[TensorSpec, ...] = ()) -> dict:
     """The profile of an engine built at run time for ``shapes``: exactly those, or with implicit batch (TF-TRT
-    without dynamic shape) any batch up to the one seen."""
+    without dynamic shape) any batch up to the one seen, for inputs whose batch is dynamic (all, without
+    ``inputs``)."""
+    static_batch = {t.name for t in inputs if t.shape and 0 not in t.dynamic_dims}
     out = {}
     for name, shape in shapes.items():
-        lo = [1] + list(shape[1:]) if implicit_batch and len(shape) else list(shape)
+        lower = implicit_batch and len(shape) and name not in static_batch
+        lo = [1] + list(shape[1:]) if lower else list(shape)
         out[name] = {"min": lo, "opt": list(shape), "max": list(shape)}
     return out
 
@@ -317,7 +320,7 @@ class ConvertedModel:
         return None
 
     def _build_for(self, shapes: dict) -> Engine:
-        profile = runtime_profile(shapes, not self.manifest["use_dynamic_shape"])
+        profile = runtime_profile(shapes, not self.manifest["use_dynamic_shape"], self.inputs)
         warnings.warn(f"building a new engine for input shapes {profile} (allow_build_at_runtime=True)",
                       TftrtWarning, stacklevel=5)
         runner = self._build(self.path / self.manifest["graph"], self._scratch() / f"runtime_{len(self.engines)}",

@@ -454,6 +454,10 @@ def test_profile_choice_is_the_first_that_holds():
     assert deploy.choose_profile([], {"x": (9,)}) == 0  # a static engine has no profiles
     assert deploy.runtime_profile({"x": (8, 5)}, implicit_batch=True) == {"x": {"min": [1, 5], "opt": [8, 5],
                                                                               "max": [8, 5]}}
+    from compiler.artifacts import TensorSpec
+
+    fixed = (TensorSpec("x", "float32", (8, None)),)  # a static batch stays as it is
+    assert deploy.runtime_profile({"x": (8, 5)}, True, fixed)["x"]["min"] == [8, 5]
 
 
 def test_buffer_sizes():
