@@ -5,12 +5,12 @@ takes, by one set of rules; ``run`` runs it once; ``bench`` times it.
 """
 from __future__ import annotations
 
-from ..artifacts import ONNX_MODEL, ORT_FORMAT, TENSORRT_PLAN, detect_format
+from ..artifacts import ONNX_MODEL, ORT_FORMAT, TENSORRT_PLAN
+from ..backends.onnxruntime import OrtRunner, ort_session
 from ..common.arrays import cast, load_arrays
 from .bench import MEASURED, BenchResult, benchmark, check_bench_counts, feed_batch
 from .feeds import PreparedFeed, prepare_feed
-from ..backends.onnxruntime import OrtRunner, ort_session
-from .load import load
+from .load import detect_format, load
 from .run import RunResult, output_stats, random_feed, read_feed, run
 
 __all__ = ["MEASURED", "ONNX_MODEL", "ORT_FORMAT", "TENSORRT_PLAN", "BenchResult", "OrtRunner", "PreparedFeed",
