@@ -47,7 +47,8 @@ def batch_relu() -> onnx.ModelProto:
 
 
 def endless_loop(trip_count: int = 2 ** 62, foldable: bool = False) -> onnx.ModelProto:
-    """A Loop that adds 1 to its state ``trip_count`` times: y = x + trip_count, in effect forever.
+    """A Loop that adds 1 to its state ``trip_count`` times, then a MatMul: y = (x + trip_count) @ I, in effect
+    forever.
 
     ``foldable``: the state starts from a constant, so constant folding would evaluate the Loop.
     """
@@ -69,7 +70,9 @@ def endless_loop(trip_count: int = 2 ** 62, foldable: bool = False) -> onnx.Mode
         inits.append(numpy_helper.from_array(np.zeros((1, 4), np.float32), "zeros"))
         start = "zeros"
     nodes.append(helper.make_node("Loop", ["trips", "cond", start], ["loop_out"], name="endless", body=body))
-    nodes.append(helper.make_node("Add", ["loop_out", "x"], ["y"], name="add"))
+    nodes.append(helper.make_node("Add", ["loop_out", "x"], ["sum"], name="add"))
+    nodes.append(helper.make_node("MatMul", ["sum", "w"], ["y"], name="matmul"))  # something to calibrate
+    inits.append(numpy_helper.from_array(np.eye(4, dtype=np.float32), "w"))
     return _model(nodes, [vector("x")], [vector("y")], inits)
 
 

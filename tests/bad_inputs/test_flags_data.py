@@ -147,7 +147,7 @@ def test_golden_sample_not_a_zip(files, golden, workdir):
 
 @pytest.mark.parametrize("which", ["strings.npz", "objects.npz"])
 def test_run_inputs_not_numbers(files, workdir, which):
-    _check(cli("run", files["relu"], "--inputs", files[which]), workdir, 9, "run", "'x'")
+    _check(cli("run", files["relu"], "--inputs", files[which]), workdir, 9, "run", which.split(".")[0])
 
 
 @pytest.mark.parametrize("which", ["strings.npz", "objects.npz", "objects_dir"])
