@@ -318,14 +318,28 @@ def _model_info(path: Path, export_cfg: ExportConfig):
 
     A built artifact is loaded once here, and its runner reused for the comparison.
     """
-    from .runtime import ONNX_MODEL, detect_format, load
+    from .runtime import ONNX_MODEL, load
 
     path = Path(path)
-    if path.is_dir() or not path.exists() or path.suffix.lower() == ".onnx" or detect_format(path) == ONNX_MODEL:
+    if path.is_dir() or not path.exists() or _artifact_format(path) == ONNX_MODEL:
         return inspect_model(path, export_cfg), None
     loaded = load(path)
     return ModelInfo(path=path, format=loaded.format, signature=None, inputs=loaded.inputs,
                      outputs=getattr(loaded, "outputs", ()), ops={}), loaded
+
+
+def _artifact_format(path: Path) -> str:
+    """``path``'s format by content; a file named .onnx that is no artifact at all counts as ONNX, so inspect's
+    input checks say what is wrong with it (empty, not a ModelProto) rather than "not a plan or ORT artifact"."""
+    from .errors import RunError
+    from .runtime import ONNX_MODEL, detect_format
+
+    try:
+        return detect_format(path)
+    except RunError:
+        if path.suffix.lower() != ".onnx":
+            raise
+        return ONNX_MODEL
 
 
 def _onnx_info(art: OnnxArtifact, interface=None) -> ModelInfo:

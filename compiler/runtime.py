@@ -72,6 +72,7 @@ def ort_session(model: Path | bytes, fmt: str = ONNX_MODEL):
     """
     import onnxruntime as ort
 
+    limits.quiet_onnxruntime()
     so = ort.SessionOptions()
     so.log_severity_level = limits.ORT_QUIET
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL

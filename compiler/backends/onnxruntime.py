@@ -80,6 +80,7 @@ def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig()) -> Engin
 
     out = Path(out)
     with atomic_output(out, "engine") as tmp:
+        limits.quiet_onnxruntime()
         so = ort.SessionOptions()
         so.log_severity_level = limits.ORT_QUIET
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED

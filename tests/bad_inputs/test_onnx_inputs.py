@@ -56,21 +56,21 @@ def test_inspect_blames_the_input(bad_dir, workdir, name):
     _check(cli("inspect", bad_dir / f"{name}.onnx"), workdir, BAD_ONNX[name][1])
 
 
-@pytest.mark.parametrize("name", sorted(BAD_ONNX))
+@pytest.mark.parametrize("name", ["empty", "opset1", "custom_domain", "no_outputs", "duplicate_input", "cycle"])
 def test_compile_blames_the_input(bad_dir, workdir, name):
     result = cli(bad_dir / f"{name}.onnx", workdir / "out.engine")
     _check(result, workdir, BAD_ONNX[name][1])
     assert not (workdir / "out.engine").exists()
 
 
-@pytest.mark.parametrize("name", ["empty", "opset99", "unknown_op", "duplicate_tensor", "cycle", "undefined_input"])
+@pytest.mark.parametrize("name", ["opset99", "unknown_op", "duplicate_tensor", "undefined_input"])
 def test_optimize_blames_the_input(bad_dir, workdir, name):
     result = cli("optimize", bad_dir / f"{name}.onnx", workdir / "out.onnx")
     _check(result, workdir, BAD_ONNX[name][1])
     assert not (workdir / "out.onnx").exists()
 
 
-@pytest.mark.parametrize("name", ["garbage", "custom_domain", "no_outputs", "duplicate_input"])
+@pytest.mark.parametrize("name", ["garbage", "wrong_attribute", "duplicate_input"])
 def test_validate_blames_the_input(bad_dir, workdir, name):
     result = cli("validate", bad_dir / f"{name}.onnx", bad_dir / "good.onnx")
     _check(result, workdir, BAD_ONNX[name][1])
