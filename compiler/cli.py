@@ -151,8 +151,8 @@ def _common(p):
 def _seconds(text: str) -> float:
     try:
         return check_timeout(text)
-    except ConfigError as e:
-        raise argparse.ArgumentTypeError(e.cause) from None
+    except ConfigError:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, not {text!r}") from None
 
 
 def _golden_flags(p, golden_help: str, compare_help: str):

@@ -24,9 +24,9 @@ from pathlib import Path
 from .errors import CompilerError, ConfigError
 
 DEFAULT_TIMEOUT_S = 600.0  # per evaluation: a seam's side, a run, a folding session, a calibration
-FEED_CAP_BYTES = 4 << 30  # the largest input feed drawn (random data is drawn in float64 first, so 8 B more each)
-TENSOR_CAP_BYTES = 4 << 30  # the largest tensor an evaluation may materialize
-FOLD_CAP_BYTES = 256 << 20  # the largest constant folding may materialize (larger stay computed at run time)
+FEED_CAP_BYTES = 4 * 10**9  # the largest input feed drawn (random data is drawn in float64 first, so 8 B more each)
+TENSOR_CAP_BYTES = 4 * 10**9  # the largest tensor an evaluation may materialize
+FOLD_CAP_BYTES = 250 * 10**6  # the largest constant folding may materialize (larger stay computed at run time)
 ORT_QUIET = 4  # onnxruntime log severity: fatal only (its errors reach the user inside our one-line errors)
 
 TIMEOUT_FIX = ("the model may never finish (e.g. a Loop with a huge trip count); if it really needs longer, "

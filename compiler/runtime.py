@@ -112,7 +112,7 @@ class OrtRunner:
         from .interface import KEY, Interface
 
         self.path, self.format, self.backend = Path(path), fmt, "onnxruntime"
-        self.session = limits.BoundedSession(ort_session(self.path, fmt), f"running '{self.path}'", RunError,
+        self.session = limits.BoundedSession(ort_session(self.path, fmt), f"'{self.path}'", RunError,
                                              _onnx_proto(self.path) if fmt == ONNX_MODEL else None)
         self.inputs = _specs(self.session.get_inputs())
         self.outputs = _specs(self.session.get_outputs())
