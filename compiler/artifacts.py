@@ -160,6 +160,8 @@ def detect_format(path: Path) -> str:
         raise RunError(f"artifact '{path}' does not exist or is not a file", "pass the file written by compile/build")
     with open(path, "rb") as f:
         head = f.read(8)
+    if not head:
+        raise RunError(f"artifact '{path}' is empty", "pass the file written by compile/build, or rebuild it")
     if head[:4] == _TRT_MAGIC:
         return TENSORRT_PLAN
     if len(head) == 8 and head[4:8] == _ORT_IDENT:

@@ -10,6 +10,7 @@ import onnx_graphsurgeon as gs
 
 from passes import FreezeInputShapes, InferShapes, PassBug, PassError, PassManager, build_pipeline
 from passes.rules import RuleFileError, load_rules_file
+from passes.user_rules import UserRuleError
 
 from .common import io_change as interface
 from .artifacts import OnnxArtifact, atomic_output
@@ -19,7 +20,8 @@ from .onnxutil import io_specs, load, op_histogram
 
 
 def _quiet_graphsurgeon() -> None:
-    gs.logger.G_LOGGER.module_severity = gs.logger.G_LOGGER.ERROR
+    gs.logger.G_LOGGER.severity = gs.logger.G_LOGGER.ERROR  # its warnings say what the pass stats say
+    gs.logger.G_LOGGER.colors = False
 
 
 def _user_rules(path):
@@ -52,6 +54,8 @@ def optimize(onnx_path: Path, out: Path, cfg: OptimizeConfig = OptimizeConfig(),
     manager = PassManager(pipeline, max_iterations=cfg.max_iterations, check=checked, dump_dir=cfg.dump_dir)
     try:
         result = with_interface(manager.run(model))
+    except UserRuleError as e:
+        raise OptimizeError(str(e), "fix that rule in the --rules file (or leave it out of RULES)") from e
     except PassBug as e:
         raise OptimizeError(f"bug in pass '{e.pass_name}': {e}",
                             f"work around it with --skip-pass {e.pass_name}, and please report it") from e

@@ -16,7 +16,8 @@ from typing import Callable
 
 from .artifacts import atomic_output, check_writable
 from .config import CompileConfig, precision_seam
-from .errors import CompilerError, InternalError
+from .errors import CompilerError, InternalError, OutputError, out_of_memory
+from .limits import time_budget
 from .report import Report, StageRecord
 from .stages import build, export, inspect, optimize, precision, validate
 from .stages.state import State
@@ -39,7 +40,9 @@ def compile_model(model: Path, out: Path, cfg: CompileConfig = CompileConfig(),
     check_writable(report_path, "report")
     report = Report(model=str(model), out=str(out))
     quiet_polygraphy()
-    with _workdir(cfg) as workdir, _Stages(report, report_path, observer) as stage:
+    # every evaluation the compile starts (folding, calibration, each seam's side) gets --validate-timeout
+    with _workdir(cfg) as workdir, time_budget(cfg.validate.timeout_s), \
+            _Stages(report, report_path, observer) as stage:
         state = State(cfg, out, workdir, model)
         state = stage("inspect", inspect.run, state)  # IO, shapes, profiles, backend: everything after needs them
         state = stage("export", export.run, state, skips=export.skips)  # tf2onnx, verified
@@ -59,12 +62,23 @@ def compile_model(model: Path, out: Path, cfg: CompileConfig = CompileConfig(),
 def _workdir(cfg: CompileConfig):
     """--keep-intermediates DIR, or a temporary directory removed afterwards."""
     if cfg.keep_intermediates:
-        workdir = Path(cfg.keep_intermediates)
-        workdir.mkdir(parents=True, exist_ok=True)
-        yield workdir
+        yield _intermediates_dir(Path(cfg.keep_intermediates))
         return
     with tempfile.TemporaryDirectory(prefix="tf2trt-") as tmp:
         yield Path(tmp)
+
+
+def _intermediates_dir(path: Path) -> Path:
+    """``--keep-intermediates DIR``, created if needed; OutputError when it cannot be a directory."""
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"--keep-intermediates '{path}' is a file, not a directory",
+                          "give a directory (new or existing) for the intermediate files")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"--keep-intermediates '{path}' cannot be created ({e.strerror or e})",
+                          "give a directory path whose parents are directories you can write") from None
+    return path
 
 
 class _Stages:
@@ -118,6 +132,10 @@ class _Stages:
     def __exit__(self, kind, error, tb):
         report = self.report
         try:
+            if isinstance(error, MemoryError):  # one line naming the stage that ran out, not a bug
+                error = out_of_memory(self.running)
+                report.error = {"stage": error.stage, "message": error.one_line(), "exit_code": error.exit_code}
+                raise error from None
             if isinstance(error, CompilerError):
                 report.error = {"stage": error.stage, "message": error.one_line(), "exit_code": error.exit_code}
                 if error.details is not None:

@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from . import limits
 from .common import io_change as interface
 from .artifacts import ModelInfo, TensorSpec
 from .common.shapes import FLOAT_RANGE, INT_RANGE, input_ranges, merge_specs, resolve_shapes  # noqa: F401 (re-exported)
 from .config import PRECISION_MIN_AGREEMENT, Shape, ValidateConfig
 from .common.fp16_emulation import fp16_storage, has_float16
 from .backends.onnxruntime import ort_session
-from .errors import OptimizeError, ValidationError
+from .errors import CompilerError, OptimizeError, ValidationError
 from .frontend.tfrun import TfSavedModelRunner
 from .common.io_change import Interface
 
@@ -300,26 +301,28 @@ def _constant(arrays: list[np.ndarray]) -> bool:
     return flat.size > 1 and bool(np.all(flat == flat[0]))
 
 
-def onnx_runner(model: Path | bytes, name: str):
-    """A Polygraphy runner over an ONNX model that onnxruntime runs as written (see backends.onnxruntime.ort_session and,
-    for float16 graphs, compiler.common.fp16_emulation)."""
+def onnx_runner(model: Path | bytes, name: str, error=ValidationError):
+    """A Polygraphy runner over an ONNX model that onnxruntime runs as written (see backends.onnxruntime.ort_session
+    and, for float16 graphs, compiler.common.fp16_emulation), bounded in time and memory (compiler.limits); a failure
+    is ``error``."""
     from polygraphy.backend.onnxrt import OnnxrtRunner
 
-    return OnnxrtRunner(validation_session(model), name=name)
+    return OnnxrtRunner(validation_session(model, f"'{name}'", error), name=name)
 
 
-def validation_session(model):
+def validation_session(model, what: str = "the model", error=ValidationError):
     """An onnxruntime session running ``model`` (path, bytes or ModelProto) as written, float16 rounding
-    included (compiler.common.fp16_emulation)."""
+    included (compiler.common.fp16_emulation); its ``run`` is bounded (``limits.BoundedSession``): failures are
+    ``error``."""
     proto = model if isinstance(model, onnx.ModelProto) else None
     if proto is None:
         try:
             proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
         except Exception:  # not an ONNX file: ort_session says so in its own words
-            return ort_session(model)
+            return limits.BoundedSession(ort_session(model), what, error)
     if has_float16(proto):
         proto = fp16_storage(proto)
-    return ort_session(proto.SerializeToString())
+    return limits.BoundedSession(ort_session(proto.SerializeToString()), what, error, proto)
 
 
 def quiet_polygraphy() -> None:
@@ -344,18 +347,20 @@ class PassNumericsCheck:
         from polygraphy.comparator import Comparator
 
         self.inputs, self.shapes, self.cfg, self.tolerances = inputs, shapes, cfg, tolerances
-        self.reference = onnx_runner(reference_path, "before-passes")
+        self.reference = onnx_runner(reference_path, "before-passes", OptimizeError)
         self.ref_results = Comparator.run([self.reference], data_loader=data_loader(inputs, shapes, cfg))
 
     def __call__(self, model, pass_name: str) -> None:
         from polygraphy.comparator import Comparator, RunResults
 
         try:
-            cand = onnx_runner(model.SerializeToString(), f"after-{pass_name}")
+            cand = onnx_runner(model.SerializeToString(), f"after-{pass_name}", OptimizeError)
             change = interface.read(model)
             if change:  # e.g. layout_io made an input NCHW: feed it the same data, transposed
                 cand = interface.adapted(cand, change, self.inputs)
             cand_results = Comparator.run([cand], data_loader=data_loader(self.inputs, self.shapes, self.cfg))
+        except CompilerError:  # the budget ran out, or the graph would not fit: said in its own words
+            raise
         except Exception as e:  # onnxruntime rejecting the graph is the pass's fault: name it
             raise OptimizeError(f"after pass '{pass_name}' onnxruntime cannot run the graph "
                                 f"({type(e).__name__}: {str(e).splitlines()[0][:200]})",

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 
-from .infra import Pass, PassResult
-from .rules import apply_rules
+from .infra import Pass, PassError, PassResult
+from .rules import RuleFailed, apply_rules
+
+
+class UserRuleError(PassError):
+    """A rule from the user's --rules file raised (the message names the rule, the method and the node)."""
 
 
 class UserRules(Pass):
@@ -22,5 +26,8 @@ class UserRules(Pass):
     def run(self, graph: gs.Graph) -> PassResult:
         if not self.rules:
             return PassResult(changed=False)
-        stats = apply_rules(graph, self.rules)
+        try:
+            stats = apply_rules(graph, self.rules)
+        except RuleFailed as e:
+            raise UserRuleError(f"user {e}") from e
         return PassResult(changed=bool(stats["applied"]), stats=stats)

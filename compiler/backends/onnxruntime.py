@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import limits
 from ..artifacts import ONNX_MODEL, ORT_FORMAT, EngineArtifact, TensorSpec, atomic_output, detect_format
 from ..common import ort
 from ..config import BuildConfig
-from ..errors import BuildError, RunError
+from ..errors import BuildError, RunError, ValidationError
 from ..common.io_change import KEY, Interface
 
 # onnxruntime rewrites we refuse, each with the reason. Pad_Fusion folds a
@@ -58,12 +59,35 @@ def disabled_optimizers(flags: frozenset[str] | None = None) -> tuple[str, ...]:
     return DISABLED_OPTIMIZERS + (() if flags & VNNI_FLAGS else NO_VNNI_DISABLED)
 
 
+def huge_constants(onnx_path: Path) -> list[str]:
+    """Nodes computed from constants alone whose output would exceed ``limits.FOLD_CAP_BYTES`` (the ones
+    fold_constants refused): onnxruntime's own ConstantFolding would materialize them while building."""
+    import onnx
+
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception:  # onnxruntime will say what is wrong with the file
+        return []
+    const = {i.name for i in model.graph.initializer} | {""}
+    candidates = []
+    for node in model.graph.node:
+        if all(name in const for name in node.input) and node.op_type not in ("Loop", "If", "Scan"):
+            const.update(node.output)
+            candidates.append(node)
+    if not candidates:
+        return []
+    sizes = limits.tensor_sizes(model)
+    return [n.name or n.output[0] for n in candidates
+            if any(sizes.get(o, (0,))[0] > limits.FOLD_CAP_BYTES for o in n.output)]
+
+
 def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig()) -> EngineArtifact:
     import onnxruntime
 
     out = Path(out)
     with atomic_output(out, "engine") as tmp:
-        disabled = disabled_optimizers()
+        huge = huge_constants(Path(onnx_path))
+        disabled = disabled_optimizers() + (("ConstantFolding",) if huge else ())
         try:
             ort.session(onnx_path, ort.BUILD, save_ort_to=tmp, disabled_optimizers=disabled)
         except Exception as e:  # onnxruntime's exception types are not importable portably
@@ -75,6 +99,7 @@ def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig()) -> Engin
     return EngineArtifact(path=out, backend="onnxruntime", format=ORT_FORMAT,
                           summary={"bytes": out.stat().st_size, "optimization_level": "extended",
                                    "disabled_optimizers": list(disabled),
+                                   **({"not_folded": huge} if huge else {}),
                                    "onnxruntime": onnxruntime.__version__, "providers": ["CPUExecutionProvider"]})
 
 
@@ -118,7 +143,8 @@ class OrtRunner:
 
     def __init__(self, path: Path, fmt: str):
         self.path, self.format, self.backend = Path(path), fmt, "onnxruntime"
-        self.session = ort_session(self.path, fmt)
+        self.session = limits.BoundedSession(ort_session(self.path, fmt), f"'{self.path}'", RunError,
+                                             _onnx_proto(self.path) if fmt == ONNX_MODEL else None)
         self.inputs = _specs(self.session.get_inputs())
         self.outputs = _specs(self.session.get_outputs())
         raw = self.session.get_modelmeta().custom_metadata_map.get(KEY)
@@ -136,18 +162,24 @@ class OrtRunner:
             raise RunError(f"missing input(s) {', '.join(missing)}",
                            f"provide every input: {', '.join(t.name for t in self.inputs)}")
         names = [o.name for o in self.outputs]
-        try:
-            values = self.session.run(names, {t.name: feed[t.name] for t in self.inputs})
-        except Exception as e:  # onnxruntime's own error types (InvalidArgument, RuntimeException, ...)
-            raise RunError(f"onnxruntime failed to run '{self.path}' ({type(e).__name__}: "
-                           f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else ''})",
-                           "check the inputs' shapes and values; rerun with --debug for details") from e
+        values = self.session.run(names, {t.name: feed[t.name] for t in self.inputs})  # bounded: RunError
         return OrderedDict(zip(names, values))
 
     def polygraphy_runner(self, name: str):
         from polygraphy.backend.onnxrt import OnnxrtRunner
 
-        return OnnxrtRunner(self.session, name=name)
+        session = limits.BoundedSession(self.session.session, f"'{name}'", ValidationError, self.session.model)
+        return OnnxrtRunner(session, name=name)
+
+
+def _onnx_proto(path: Path):
+    """The ModelProto at ``path`` without its external data (for the memory estimate), or None."""
+    import onnx
+
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception:  # onnxruntime loaded it; the estimate is only a guard
+        return None
 
 
 class OnnxruntimeBackend:

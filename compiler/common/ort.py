@@ -1,5 +1,6 @@
 """The one place onnxruntime sessions are made: CPU provider, quiet logging, and an optimization level that says
-what the session is for. A leaf: onnxruntime is imported lazily (it is heavy), nothing above common/ is imported.
+what the session is for. A leaf: onnxruntime is imported lazily (it is heavy); of the project it imports only
+``compiler.limits`` (itself a leaf over ``errors``), for onnxruntime's quiet log level.
 
 * ``AS_WRITTEN`` (no graph optimizations): validation seams, the runtime's runners and the export check run a
   model exactly as written. onnxruntime's own fusions (e.g. folding BatchNormalization into Conv) change float32
@@ -9,6 +10,8 @@ what the session is for. A leaf: onnxruntime is imported lazily (it is heavy), n
 from __future__ import annotations
 
 from pathlib import Path
+
+from .. import limits
 
 AS_WRITTEN = "disable_all"
 BUILD = "extended"
@@ -25,8 +28,9 @@ def session(model, level: str = AS_WRITTEN, *, ort_format: bool = False, save_or
     """
     import onnxruntime as ort
 
+    limits.quiet_onnxruntime()  # onnxruntime's default logger too: its errors reach the user in our one-line errors
     so = ort.SessionOptions()
-    so.log_severity_level = 3
+    so.log_severity_level = limits.ORT_QUIET
     so.graph_optimization_level = {AS_WRITTEN: ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
                                    BUILD: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}[level]
     if ort_format:

@@ -6,6 +6,7 @@ import difflib
 
 import numpy as np
 
+from .. import limits
 from ..artifacts import TensorSpec
 from ..config import Shape
 from ..errors import ConfigError, InspectError, ValidationError
@@ -51,6 +52,7 @@ def resolve_shapes(inputs: tuple[TensorSpec, ...], given: dict[str, Shape], batc
                                f"pass --input-shapes {t.name}:{example} with N set to the size to build and "
                                "validate for")
         shapes[t.name] = tuple(batch if i == 0 and i in dyn else d for i, d in enumerate(t.shape))
+    limits.check_feed(inputs, shapes)
     return shapes
 
 

@@ -10,7 +10,8 @@ from ..artifacts import ONNX_MODEL, ModelInfo, detect_format
 from ..common.shapes import resolve_shapes
 from ..config import PRECISION_SEAM_SAMPLES, ExportConfig, Shape, ValidateConfig, lowers, precision_seam
 from ..common.samples import load_samples
-from ..errors import ValidationError
+from ..errors import RunError, ValidationError
+from ..limits import time_budget
 from ..tools.localize import localize_seam
 from ..runtime import load
 from ..validate import DEFAULT_FIX, SEAM_FIXES, Seam, Side, compare, quiet_polygraphy
@@ -22,13 +23,24 @@ def side_of(path: Path, label: str, export_cfg: ExportConfig) -> Side:
     """A seam side for anything validate accepts: a SavedModel, an ONNX model or a built artifact (loaded once
     here; its runner is reused for the comparison)."""
     path = Path(path)
-    if path.is_dir() or not path.exists() or detect_format(path) == ONNX_MODEL:
+    if path.is_dir() or not path.exists() or _artifact_format(path) == ONNX_MODEL:
         info = inspect_model(path, export_cfg)
         require_safe(info, export_cfg)
         return Side(label, info)
     loaded = load(path)
     return Side(label, ModelInfo(path=path, format=loaded.format, signature=None, inputs=loaded.inputs,
                                  outputs=getattr(loaded, "outputs", ()), ops={}), loaded)
+
+
+def _artifact_format(path: Path) -> str:
+    """``path``'s format by content; a file named .onnx that is no artifact at all counts as ONNX, so inspect's
+    input checks say what is wrong with it (empty, not a ModelProto) rather than "not a plan or ORT artifact"."""
+    try:
+        return detect_format(path)
+    except RunError:
+        if path.suffix.lower() != ".onnx":
+            raise
+        return ONNX_MODEL
 
 
 def seam_samples(reference: ModelInfo, samples, random: int, inputs, shapes, cfg: ValidateConfig):
@@ -63,7 +75,7 @@ def validate_artifacts(reference: Path, candidate: Path, seam: str, cfg: Validat
     the two sides in the result.
     """
     quiet_polygraphy()
-    with tempfile.TemporaryDirectory(prefix="tf2trt-keras-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="tf2trt-keras-") as tmp, time_budget(cfg.timeout_s):
         reference = as_saved_model(Path(reference), Path(tmp) / "reference")
         candidate = as_saved_model(Path(candidate), Path(tmp) / "candidate")
         ref_label, cand_label = labels or (reference.name, candidate.name)

@@ -220,20 +220,16 @@ def _restore(model, outputs) -> None:
 
 
 def _session(model, role: str, path: Path):
+    """A bounded session (compiler.limits): running it fails with a ValidationError naming the model."""
     try:
-        return validation_session(model)
+        return validation_session(model, f"localize: the {role} '{path}'")
     except CompilerError as e:
         raise ValidationError(f"localize: onnxruntime cannot load the {role} '{path}' with intermediate outputs "
                               f"marked ({e.cause})", "check that onnxruntime runs the model as it is") from None
 
 
-def _run(session, feed: dict, names: list[str], role: str, path: Path) -> dict:
-    try:
-        return dict(zip(names, session.run(names, feed)))
-    except Exception as e:  # onnxruntime's own error types: wrong input dtype/shape, a kernel failing
-        raise ValidationError(f"localize: onnxruntime cannot run the {role} '{path}' ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:200]})",
-                              "check the inputs (--input-shapes, --data) match what the model takes") from None
+def _run(session, feed: dict, names: list[str]) -> dict:
+    return dict(zip(names, session.run(names, feed)))
 
 
 def _mismatch(ref: np.ndarray, cand: np.ndarray, atol: float, rtol: float) -> bool:
@@ -402,9 +398,8 @@ class _Pair:
         worst = {n: [0.0, 0.0] for n in names}
         bad, exact, shape_note = set(), set(), {}
         for feed in self.feeds:
-            ref_out = _run(ref_sess, feed, names, "reference", self.reference)
-            cand_out = _run(cand_sess, self.change.feed(feed) if self.change else feed, names, "candidate",
-                            self.candidate)
+            ref_out = _run(ref_sess, feed, names)
+            cand_out = _run(cand_sess, self.change.feed(feed) if self.change else feed, names)
             if self.change:
                 cand_out.update(self.change.results({n: cand_out[n] for n in names if n in self.change.outputs}))
             for n in names:
