@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,3 +126,14 @@ def atomic_output(path: Path, what: str = "output"):
 def write_text_atomic(path: Path, text: str, what: str = "output") -> None:
     with atomic_output(path, what) as tmp:
         tmp.write_text(text)
+
+
+def replace_dir(new: Path, final: Path) -> None:
+    """Put the finished directory ``new`` at ``final`` (its sibling), replacing what was there. Two renames: a
+    reader sees the old directory or the new one, and a crash between them leaves none (never a mix)."""
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(new, final)
+    shutil.rmtree(old, ignore_errors=True)

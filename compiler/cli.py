@@ -20,7 +20,7 @@ from .config import (BACKENDS, CALIB_METHODS, HARDWARE_COMPATIBILITY, PRECISIONS
 from .errors import EXIT_INTERRUPTED, CompilerError, ConfigError, InternalError
 
 SUBCOMMANDS = ("compile", "inspect", "export", "optimize", "build", "validate", "check-trt", "run", "bench", "record",
-               "check", "localize")
+               "check", "localize", "batch")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -170,6 +170,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="also write the report as one self-contained HTML page (tables, error histograms)")
     p.add_argument("--keep-intermediates", type=Path, metavar="DIR", help="keep model.onnx and model.opt.onnx")
     p.add_argument("--quiet", action="store_true", help="print only the result lines")
+    p.add_argument("--triton-repo", type=Path, metavar="DIR",
+                   help="also write DIR/<OUT's stem>/config.pbtxt and 1/model.<ext>: a Triton model repository entry")
 
     p = sub.add_parser("inspect", help="signatures, inputs/outputs, dynamic dims, op histogram")
     p.add_argument("model", type=Path)
@@ -265,7 +267,22 @@ def make_parser() -> argparse.ArgumentParser:
                    help="intermediate tensors marked as outputs per run (bounds memory; default: 64)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _common(p)
+    _batch_parser(sub)
     return top
+
+
+def _batch_parser(sub) -> None:
+    p = sub.add_parser("batch", help="compile every model of a project file (tf2trt.toml), check goldens, index")
+    p.add_argument("file", type=Path, nargs="?", help="project file (default: ./tf2trt.toml, else ./pyproject.toml)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="models built at once (default 1)")
+    p.add_argument("--only", metavar="NAME,...", help="build only these models")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: child processes here; ray: one Ray task per model (the ray extra)")
+    p.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join (default: start a local one)")
+    p.add_argument("--force", action="store_true", help="rebuild models whose inputs did not change")
+    p.add_argument("--build-dir", type=Path, metavar="DIR", help="default: build/ beside the project file")
+    p.add_argument("--triton-repo", type=Path, metavar="DIR", help="write a Triton model repository of the passed models")
+    _common(p)
 
 
 def _validate_cfg(a, enabled=True) -> ValidateConfig:
@@ -348,7 +365,25 @@ def cmd_compile(a) -> int:
         print(f"html: {a.html}")
     if a.keep_intermediates:
         print(f"intermediates: {a.keep_intermediates}")
+    if a.triton_repo is not None:
+        from .triton import write_model
+
+        print(f"triton: {write_model(a.triton_repo, a.out.stem, a.out, report.to_json())}")
     return 0
+
+
+def cmd_batch(a) -> int:
+    """Exit 0 only when every model passed (built, validated, matching its golden); 1 when one failed."""
+    from .batch import Options, run_batch, summary_table
+    from .project import compile_subparser, find_project_file, load_project
+
+    project = load_project(find_project_file(a.file), compile_subparser(make_parser()))
+    index = run_batch(project, Options(jobs=a.jobs, only=a.only, executor=a.executor, ray_address=a.ray_address,
+                                       force=a.force, triton_repo=a.triton_repo, build_dir=a.build_dir))
+    print(summary_table(index))
+    if a.triton_repo is not None:
+        print(f"triton: {a.triton_repo}")
+    return 0 if index["passed"] else 1
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:
@@ -742,7 +777,7 @@ def cmd_localize(a) -> int:
 COMMANDS = {"compile": cmd_compile, "inspect": cmd_inspect, "export": cmd_export, "optimize": cmd_optimize,
             "build": cmd_build, "validate": cmd_validate, "check-trt": cmd_check_trt, "record": cmd_record,
             "check": cmd_check, "run": cmd_run,
-            "bench": cmd_bench, "localize": cmd_localize}
+            "bench": cmd_bench, "localize": cmd_localize, "batch": cmd_batch}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -94,6 +94,14 @@ def _specs(args) -> tuple[TensorSpec, ...]:
                  for a in args)
 
 
+def session_io(session) -> list[dict]:
+    """An onnxruntime session's IO as the engine summary lists it (TensorRT's form: -1 marks a dynamic dim)."""
+    return [{"name": t.name, "mode": mode, "dtype": t.dtype,
+             "shape": [d if isinstance(d, int) and d >= 0 else -1 for d in t.shape]}
+            for mode, args in (("input", session.get_inputs()), ("output", session.get_outputs()))
+            for t in _specs(args)]
+
+
 def _cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..artifacts import EngineArtifact, atomic_output
 from ..config import BuildConfig
 from ..errors import BuildError
-from ..runtime import ORT_FORMAT, detect_format
+from ..runtime import ORT_FORMAT, detect_format, session_io
 
 # onnxruntime rewrites we refuse, each with the reason. Pad_Fusion folds a
 # constant-zero Pad into the next op's `pads`; for MaxPool those pads act as
@@ -35,8 +35,8 @@ def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig()) -> Engin
         so.optimized_model_filepath = str(tmp)
         so.add_session_config_entry("session.save_model_format", "ORT")
         try:
-            ort.InferenceSession(str(onnx_path), sess_options=so, providers=["CPUExecutionProvider"],
-                                 disabled_optimizers=list(DISABLED_OPTIMIZERS))
+            session = ort.InferenceSession(str(onnx_path), sess_options=so, providers=["CPUExecutionProvider"],
+                                           disabled_optimizers=list(DISABLED_OPTIMIZERS))
         except Exception as e:  # onnxruntime's exception types are not importable portably
             raise BuildError(f"onnxruntime cannot build the model ({type(e).__name__}: "
                              f"{str(e).splitlines()[0][:300]})",
@@ -46,4 +46,5 @@ def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig()) -> Engin
     return EngineArtifact(path=out, backend="onnxruntime", format=ORT_FORMAT,
                           summary={"bytes": out.stat().st_size, "optimization_level": "extended",
                                    "disabled_optimizers": list(DISABLED_OPTIMIZERS),
-                                   "onnxruntime": ort.__version__, "providers": ["CPUExecutionProvider"]})
+                                   "onnxruntime": ort.__version__, "providers": ["CPUExecutionProvider"],
+                                   "io": session_io(session)})
