@@ -41,7 +41,7 @@ def _kind(fmt: str | None) -> tuple[str, str, str]:
                       f"--triton-repo takes {', '.join(PLATFORMS)} engines")
 
 
-def max_batch(io: list[dict], fmt: str | None) -> int:
+def max_batch(io: list[dict]) -> int:
     """Triton's max_batch_size: 0 unless every tensor's leading dim is dynamic (then the batch the profiles allow)."""
     if not io or any(not t["shape"] or not _dynamic(t["shape"][0]) for t in io):
         return 0
@@ -69,7 +69,7 @@ def config_text(name: str, engine: dict) -> str:
     io = engine.get("io") or []
     if not io:
         raise OutputError("the report lists no engine inputs and outputs", "rebuild the engine with this version")
-    batch = max_batch(io, engine.get("format"))
+    batch = max_batch(io)
     lines = [f'name: "{_quote(name)}"', f'{field}: "{platform}"', f"max_batch_size: {batch}",
              f'default_model_filename: "{filename}"']
     for mode in ("input", "output"):
