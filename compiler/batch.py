@@ -13,6 +13,7 @@ successful build is skipped. `build/index.json`, `build/index.html` and `build/j
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
 import hashlib
 import json
 import os
@@ -37,6 +38,7 @@ from .report import versions
 ENGINE, REPORT, HTML, STATE = "model.engine", "report.json", "report.html", "state.json"
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the directory holding compiler/ and passes/
 _STAGE_OF_EXIT = {cls.exit_code: cls.stage for cls in ALL_ERRORS}
+_PR_SET_PDEATHSIG = 1
 _OOM_SIGNS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "out of memory", "OOM")
 
 
@@ -105,6 +107,8 @@ def input_hash(spec: ModelSpec, toolchain: dict) -> str:
 
 def _limits(memory_mib: int | None):
     def apply():  # runs in the child between fork and exec
+        if sys.platform.startswith("linux"):  # die with the thread that started it (a killed driver or Ray worker)
+            ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if memory_mib:  # RLIMIT_AS: what the kernel refuses to map, so the child fails fast with MemoryError
             limit = memory_mib << 20
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -247,7 +251,8 @@ class LocalExecutor:
         return resolve_backend(backend)[0] == "tensorrt"
 
     def run(self, jobs: list[Job], build_dir: Path):
-        """Yield (job, result, workdir) as each job finishes; kill every child if the driver is stopped."""
+        """Yield (job, result, workdir) as each job finishes; if the driver stops, kill every child process
+        group and remove the unfinished directories."""
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.jobs)
         futures = {}
         try:
@@ -255,7 +260,7 @@ class LocalExecutor:
                 workdir = Path(tempfile.mkdtemp(prefix=f".{job.name}.partial-", dir=build_dir))
                 futures[pool.submit(run_job, job, workdir, self.running)] = (job, workdir)
             for done in concurrent.futures.as_completed(futures):
-                job, workdir = futures[done]
+                job, workdir = futures.pop(done)
                 yield job, done.result(), workdir
         finally:
             for future in futures:
@@ -263,6 +268,8 @@ class LocalExecutor:
             for proc in list(self.running):
                 _kill_group(proc)
             pool.shutdown(wait=True)
+            for _, workdir in futures.values():
+                shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _ray_build(job: Job) -> tuple[dict, dict[str, bytes]]:
@@ -346,10 +353,26 @@ def _executor(options: Options):
     return LocalExecutor(options.jobs)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run_batch(project: Project, options: Options = Options(), log=None) -> dict:
-    """Build the selected models of ``project``; returns the index (``index["passed"]`` is the gate)."""
+    """Build the selected models of ``project``; returns the index (``index["passed"]`` is the gate). SIGTERM
+    stops it as Ctrl-C does: running children are killed, unfinished directories removed, finished models kept."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
+    try:
+        return _run(project, options, log)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(project: Project, options: Options, log) -> dict:
     if options.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {options.jobs}", "pass --jobs 1 or more")
+    started = time.time()
     specs = project.select(options.only)
     build_dir = Path(options.build_dir or project.file.parent / "build").resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -367,7 +390,6 @@ def run_batch(project: Project, options: Options = Options(), log=None) -> dict:
             continue
         executor = executor or _executor(options)
         todo.append(_job(spec, digest, executor.gpu_for(spec.backend)))
-    started = time.time()
     if todo:
         for job, result, workdir in executor.run(todo, build_dir):
             _finish(build_dir, job.name, workdir, result)

@@ -378,8 +378,12 @@ def cmd_batch(a) -> int:
     from .project import compile_subparser, find_project_file, load_project
 
     project = load_project(find_project_file(a.file), compile_subparser(make_parser()))
-    index = run_batch(project, Options(jobs=a.jobs, only=a.only, executor=a.executor, ray_address=a.ray_address,
-                                       force=a.force, triton_repo=a.triton_repo, build_dir=a.build_dir))
+    try:
+        index = run_batch(project, Options(jobs=a.jobs, only=a.only, executor=a.executor, ray_address=a.ray_address,
+                                           force=a.force, triton_repo=a.triton_repo, build_dir=a.build_dir))
+    except KeyboardInterrupt:
+        _err("error: interrupted; the models that finished are kept, and the same command resumes from them")
+        return EXIT_INTERRUPTED
     print(summary_table(index))
     if a.triton_repo is not None:
         print(f"triton: {a.triton_repo}")

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -288,3 +289,25 @@ def test_pyproject_table_and_only(tmp_path):
     project = load_project(tmp_path / "pyproject.toml", compile_subparser(make_parser()))
     with pytest.raises(ConfigError, match="did you mean 'a'"):
         project.select("aa")
+
+
+def test_sigterm_kills_the_children_and_leaves_no_partial_output(tmp_path):
+    psutil = pytest.importorskip("psutil")
+    (tmp_path / "sleepy_rules.py").write_text("import time\ntime.sleep(3600)\nRULES = []\n")
+    (tmp_path / "tf2trt.toml").write_text(f'[models.slow]\npath = "{FIXTURES}/cnn_nhwc"\nrules = "sleepy_rules.py"\n')
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))))
+    proc = subprocess.Popen([sys.executable, "-m", "compiler", "batch"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    driver, children = psutil.Process(proc.pid), []
+    for _ in range(600):  # until the compile child runs
+        children = driver.children(recursive=True)
+        if children and list((tmp_path / "build").glob(".slow.partial-*/compile.log")):
+            break
+        time.sleep(0.1)
+    assert children, "no compile child started"
+    proc.terminate()
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and stderr.strip().splitlines()[-1].startswith("error: interrupted; ")
+    assert not list((tmp_path / "build").iterdir())  # no partial directory, no index of nothing
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive
