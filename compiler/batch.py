@@ -30,7 +30,7 @@ from pathlib import Path
 
 from . import __version__, triton
 from .artifacts import replace_dir, write_text_atomic
-from .errors import ALL_ERRORS, ConfigError
+from .errors import ALL_ERRORS, ConfigError, OutputError
 from .html_report import render_batch, write_html
 from .project import ModelSpec, Project
 from .report import versions
@@ -39,7 +39,9 @@ ENGINE, REPORT, HTML, STATE = "model.engine", "report.json", "report.html", "sta
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the directory holding compiler/ and passes/
 _STAGE_OF_EXIT = {cls.exit_code: cls.stage for cls in ALL_ERRORS}
 _PR_SET_PDEATHSIG = 1
-_OOM_SIGNS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "out of memory", "OOM")
+LIMITS = ("timeout_s", "memory_mib")
+# What a child under RLIMIT_AS says when a mapping is refused (Python, C++, the dynamic loader, libc)
+_OOM_SIGNS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "out of memory", "failed to map segment")
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,8 @@ def _hash_path(h, path: Path) -> None:
 
 def input_hash(spec: ModelSpec, toolchain: dict) -> str:
     """Content hash of everything a build reads: model files, data, golden, settings, tool and library versions."""
-    h = hashlib.sha256(json.dumps({"settings": spec.settings, "argv": spec.argv, "toolchain": toolchain},
+    settings = {k: v for k, v in spec.settings.items() if k not in LIMITS}  # limits do not change what is built
+    h = hashlib.sha256(json.dumps({"settings": settings, "argv": spec.argv, "toolchain": toolchain},
                                   sort_keys=True, default=str).encode())
     for path in spec.inputs:
         h.update(b"\0input\0")
@@ -203,7 +206,7 @@ def _compile_result(job: Job, workdir: Path, rc: int | None) -> dict:
               "engine": ENGINE if rc == 0 else None, "report": HTML if (workdir / HTML).exists() else None}
     if rc != 0:
         stage, line = _failure(job, rc, workdir / "compile.log")
-        reported = (report.get("error") or {}).get("stage") if rc is not None else None
+        reported = (report.get("error") or {}).get("stage") if stage not in ("timeout", "crash", "memory") else None
         result.update(stage=reported or stage, error=line)
     return result
 
@@ -307,8 +310,14 @@ class RayExecutor:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 job = pending.pop(ready[0])
-                result, files = ray.get(ready[0])
                 workdir = Path(tempfile.mkdtemp(prefix=f".{job.name}.partial-", dir=build_dir))
+                try:
+                    result, files = ray.get(ready[0])
+                except (ray.exceptions.RayError, OSError) as e:  # the worker died (OOM killer, lost node): one model
+                    result, files = _compile_result(job, workdir, None), {}
+                    result.update(stage="crash", exit_code=None, error=(
+                        f"crash: the Ray task failed ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]}); "
+                        "fix: see the Ray worker's log (ray logs), or raise the node's memory"))
                 for rel, data in files.items():
                     (workdir / rel).parent.mkdir(parents=True, exist_ok=True)
                     (workdir / rel).write_bytes(data)
@@ -398,11 +407,21 @@ def _run(project: Project, options: Options, log) -> dict:
             write_index(build_dir, project, [results[s.name] for s in specs if s.name in results], started)
     ordered = [results[s.name] for s in specs]
     if options.triton_repo is not None:
-        for r in ordered:
-            if r["status"] in ("passed", "unchanged"):
-                r["triton"] = str(triton.write_model(options.triton_repo, r["name"], build_dir / r["name"] / ENGINE,
-                                                     _read_json(build_dir / r["name"] / REPORT)))
+        _triton(options.triton_repo, build_dir, ordered, progress.emit)
     return write_index(build_dir, project, ordered, started)
+
+
+def _triton(repo: Path, build_dir: Path, results: list[dict], emit) -> None:
+    """The Triton repository entries of the models that passed; one that cannot be written is a warning there."""
+    for r in results:
+        if r["status"] not in ("passed", "unchanged"):
+            continue
+        try:
+            r["triton"] = str(triton.write_model(repo, r["name"], build_dir / r["name"] / ENGINE,
+                                                 _read_json(build_dir / r["name"] / REPORT)))
+        except OutputError as e:
+            r["triton"], r["triton_error"] = None, e.one_line()
+            emit(f"WARNING: {r['name']}: no Triton entry: {e.one_line()}")
 
 
 def write_index(build_dir: Path, project: Project, results: list[dict], started: float) -> dict:

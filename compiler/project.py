@@ -281,7 +281,7 @@ def _inputs(path: Path, golden: Path | None, settings: dict, root: Path) -> list
         for item in value if isinstance(value, list) else [value]:
             if not isinstance(item, str):
                 continue
-            for part in {item, item.rpartition(":")[0] or item}:
+            for part in dict.fromkeys((item, item.rpartition(":")[0] or item)):  # ordered: the hash depends on it
                 candidate = (root / part).resolve()
                 if part and candidate.exists() and candidate not in found:
                     found.append(candidate)

@@ -311,3 +311,14 @@ def test_sigterm_kills_the_children_and_leaves_no_partial_output(tmp_path):
     assert not list((tmp_path / "build").iterdir())  # no partial directory, no index of nothing
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive
+
+
+def test_memory_limit_fails_that_model_only(tmp_path):
+    (tmp_path / "tf2trt.toml").write_text(f'[models.tight]\npath = "{FIXTURES}/cnn_nhwc"\nmemory_mib = 400\n'
+                                          f'[models.typo]\npath = "{FIXTURES}/nowhere_else"\n')
+    assert "does not exist" in _cli("batch", cwd=tmp_path).stderr  # the whole file is checked first
+    (tmp_path / "tf2trt.toml").write_text(f'[models.tight]\npath = "{FIXTURES}/cnn_nhwc"\nmemory_mib = 400\n')
+    done = _cli("batch", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr[-2000:]
+    (tight,) = json.loads((tmp_path / "build" / "index.json").read_text())["models"]
+    assert tight["stage"] == "memory" and tight["error"].startswith("memory: ran out of memory under memory_mib = 400")
