@@ -127,7 +127,8 @@ def run_limited(cmd: list[str], job: Job, log: Path, running: set | None = None,
     start = time.perf_counter()
     with open(log, "ab") as err, open(stdout or os.devnull, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=job.root, env=env, stdout=out if stdout else err, stderr=err,
-                                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_limits(None if job.gpu else job.memory_mib))
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=_limits(None if job.gpu else job.memory_mib))
         if running is not None:
             running.add(proc)
         try:
