@@ -196,10 +196,8 @@ def _failure(job: Job, rc: int | None, log: Path) -> tuple[str, str]:
 def _compile_result(job: Job, workdir: Path, rc: int | None) -> dict:
     report = _read_json(workdir / REPORT) or {}
     engine = report.get("engine") or {}
-    seams = [{"seam": s["seam"], "passed": s["passed"],
-              "max_abs": max((o["max_abs"] for o in s["outputs"].values()), default=None),
-              "max_rel": max((o["max_rel"] for o in s["outputs"].values()), default=None)}
-             for s in report.get("validation", [])]
+    seams = [{"seam": s["seam"], "passed": s["passed"], "max_abs": _worst(s["outputs"], "max_abs"),
+              "max_rel": _worst(s["outputs"], "max_rel")} for s in report.get("validation", [])]
     result = {"name": job.name, "status": "passed" if rc == 0 else "failed", "stage": None, "exit_code": rc,
               "error": None, "hash": job.hash, "backend": report.get("backend"), "format": engine.get("format"),
               "precision": (report.get("precision") or {}).get("mode"), "size_bytes": engine.get("bytes"),
@@ -210,6 +208,11 @@ def _compile_result(job: Job, workdir: Path, rc: int | None) -> dict:
         reported = (report.get("error") or {}).get("stage") if stage not in ("timeout", "crash", "memory") else None
         result.update(stage=reported or stage, error=line)
     return result
+
+
+def _worst(outputs: dict, key: str) -> float | None:
+    values = [o[key] for o in outputs.values() if o.get(key) is not None]
+    return max(values) if values else None
 
 
 def _check_result(job: Job, workdir: Path, rc: int | None) -> dict:

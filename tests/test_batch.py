@@ -24,8 +24,8 @@ from compiler.cli import make_parser
 from compiler.errors import ConfigError
 from compiler.project import compile_subparser, load_project
 from compiler.report import versions
-from conftest import FIXTURES, ROOT, run_cli
-from test_html_report import _chromium
+from tests.conftest import FIXTURES, ROOT, run_cli
+from tests.test_html_report import _chromium
 
 ZOO = """
 [defaults]

@@ -5,7 +5,7 @@ import pytest
 
 from compiler.errors import OutputError
 from compiler.triton import DEFAULT_MAX_BATCH, config_text, write_model
-from conftest import FIXTURES, run_cli
+from tests.conftest import FIXTURES, run_cli
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 text_format = pytest.importorskip("google.protobuf.text_format")
