@@ -16,7 +16,6 @@ from typing import Callable
 from .artifacts import (EngineArtifact, ModelInfo, OnnxArtifact, TensorSpec, atomic_output, check_writable,
                         refuse_replacing_inputs, scratch_dir)
 from .config import CompileConfig, ExportConfig, OptimizeConfig, Shape, ValidateConfig
-from .data import spec_paths
 from .errors import CompilerError, InternalError, ValidationError, interruption
 from .report import Report, StageRecord
 
@@ -29,6 +28,8 @@ DUMP_NAMES = ("[0-9][0-9][0-9]_*.onnx",)  # what --dump-passes writes (passes/in
 
 def compile_inputs(model: Path, cfg: CompileConfig) -> list[Path]:
     """Every file or directory compile reads: the model, sample data, user rules, plugins (none may be replaced)."""
+    from .data import spec_paths  # lazily: it imports the passes, which `import compiler` must not
+
     return [Path(model), *spec_paths(cfg.validate.data), *spec_paths(cfg.precision.calib_data),
             *spec_paths(cfg.build.profile_data), cfg.optimize.rules_file, *cfg.build.plugins]
 
@@ -462,7 +463,7 @@ def lower_precision(onnx_path: Path, out: Path, cfg: OptimizeConfig, pcfg, vcfg:
 
     Returns (OnnxArtifact, [PassRecord] of the float32 passes, PrecisionResult).
     """
-    from .data import load_samples
+    from .data import load_samples, spec_paths
     from .interface import read as interface_of
     from .onnxutil import inspect_onnx
     from .validate import resolve_shapes

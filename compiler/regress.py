@@ -40,7 +40,6 @@ import numpy as np
 
 from .artifacts import TensorSpec, partial_dir, refuse_replacing_inputs
 from .config import DEFAULT_TOLERANCES, PRECISION_TOLERANCES, PRECISIONS, ExportConfig, check_tolerances, is_tolerance
-from .data import spec_paths
 from .errors import ConfigError, GoldenError, RunError
 from .sandbox import member
 
@@ -170,7 +169,7 @@ def record(model: Path, golden: Path, *, inputs: str | None = None, shapes: dict
            tolerances: tuple[float | None, float | None] = (None, None), compare: dict | None = None,
            export_cfg: ExportConfig = ExportConfig(), plugins=(), force: bool = False) -> dict:
     """Run ``model`` on the samples and write the golden directory ``golden`` (atomically); returns the manifest."""
-    from .data import load_samples
+    from .data import load_samples, spec_paths
     from .validate import resolve_shapes
 
     golden = Path(golden)
