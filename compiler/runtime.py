@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import deploy, limits
 from .artifacts import TensorSpec
-from .errors import ConfigError, InspectError, RunError
+from .errors import ConfigError, InspectError, RunError, ValidationError
 from .sandbox import check_external_data
 
 TENSORRT_PLAN = "tensorrt-plan"
@@ -39,10 +40,14 @@ MEASURED = "host-to-host: feed copy, inference, output copy"
 
 def detect_format(path: Path) -> str:
     path = Path(path)
+    if deploy.is_converted(path):  # a directory written by compiler.tftrt's Converter.save()
+        return deploy.FORMAT
     if not path.is_file():
         raise RunError(f"artifact '{path}' does not exist or is not a file", "pass the file written by compile/build")
     with open(path, "rb") as f:
         head = f.read(8)
+    if not head:
+        raise RunError(f"artifact '{path}' is empty", "pass the file written by compile/build, or rebuild it")
     if head[:4] == _TRT_MAGIC:
         return TENSORRT_PLAN
     if len(head) == 8 and head[4:8] == _ORT_IDENT:
@@ -71,8 +76,9 @@ def ort_session(model: Path | bytes, fmt: str = ONNX_MODEL):
     """
     import onnxruntime as ort
 
+    limits.quiet_onnxruntime()
     so = ort.SessionOptions()
-    so.log_severity_level = 3
+    so.log_severity_level = limits.ORT_QUIET
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if fmt == ORT_FORMAT:
         so.add_session_config_entry("session.load_model_format", "ORT")
@@ -110,7 +116,8 @@ class OrtRunner:
         from .interface import KEY, Interface
 
         self.path, self.format, self.backend = Path(path), fmt, "onnxruntime"
-        self.session = ort_session(self.path, fmt)
+        self.session = limits.BoundedSession(ort_session(self.path, fmt), f"'{self.path}'", RunError,
+                                             _onnx_proto(self.path) if fmt == ONNX_MODEL else None)
         self.inputs = _specs(self.session.get_inputs())
         self.outputs = _specs(self.session.get_outputs())
         raw = self.session.get_modelmeta().custom_metadata_map.get(KEY)
@@ -130,18 +137,24 @@ class OrtRunner:
             raise RunError(f"missing input(s) {', '.join(missing)}",
                            f"provide every input: {', '.join(t.name for t in self.inputs)}")
         names = [o.name for o in self.outputs]
-        try:
-            values = self.session.run(names, {t.name: feed[t.name] for t in self.inputs})
-        except Exception as e:  # onnxruntime's own error types (InvalidArgument, RuntimeException, ...)
-            raise RunError(f"onnxruntime failed to run '{self.path}' ({type(e).__name__}: "
-                           f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else ''})",
-                           "check the inputs' shapes and values; rerun with --debug for details") from e
+        values = self.session.run(names, {t.name: feed[t.name] for t in self.inputs})
         return OrderedDict(zip(names, values))
 
     def polygraphy_runner(self, name: str):
         from polygraphy.backend.onnxrt import OnnxrtRunner
 
-        return OnnxrtRunner(self.session, name=name)
+        session = limits.BoundedSession(self.session.session, f"'{name}'", ValidationError, self.session.model)
+        return OnnxrtRunner(session, name=name)
+
+
+def _onnx_proto(path: Path):
+    """The ModelProto at ``path`` without its external data (for the memory estimate), or None."""
+    import onnx
+
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception:  # onnxruntime loaded it; the estimate is only a guard
+        return None
 
 
 def load(path: Path, plugins=()):
@@ -150,6 +163,8 @@ def load(path: Path, plugins=()):
     ``plugins`` (TensorRT plugin libraries) are loaded for a TensorRT plan; onnxruntime needs none.
     """
     fmt = detect_format(path)
+    if fmt == deploy.FORMAT:  # its engines open through this function; missing ones are built by _build_converted
+        return deploy.load(path, open_engine=lambda p: load(p, plugins), build=_build_converted)
     if fmt == TENSORRT_PLAN:
         from .backends import tensorrt
 
@@ -158,6 +173,19 @@ def load(path: Path, plugins=()):
             raise RunError(f"'{path}' is a TensorRT plan, but TensorRT cannot run here: {why}", tensorrt.INSTALL_HINT)
         return tensorrt.TrtPlanRunner(Path(path), plugins=tuple(plugins))  # its interface is empty: no metadata
     return OrtRunner(Path(path), fmt)
+
+
+def _build_converted(graph: Path, out: Path, profiles: list[dict], manifest: dict):
+    """A runner for an engine built from a converted directory's graph with ``profiles`` (ShapeProfile JSON):
+    one saved without its plan, or one built at run time for shapes outside the saved profiles."""
+    from .backends import build
+    from .config import BuildConfig
+    from .profiles import ShapeProfile
+
+    shaped = tuple(ShapeProfile(*({n: tuple(d[w]) for n, d in p.items()} for w in ("min", "opt", "max")))
+                   for p in profiles if p)
+    art = build(Path(graph), Path(out), BuildConfig(workspace_mib=manifest.get("workspace_mib")), profiles=shaped)
+    return load(art.path)
 
 
 # --------------------------------------------------------------------------- feeds
