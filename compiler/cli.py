@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -15,9 +16,10 @@ from pathlib import Path
 
 from . import __version__
 from .config import (BACKENDS, CALIB_METHODS, HARDWARE_COMPATIBILITY, PRECISIONS, PROFILE_STRATEGIES, BuildConfig,
-                     CompileConfig, ExportConfig, OptimizeConfig,
-                     PrecisionConfig, ValidateConfig, parse_names, parse_ranges, parse_shapes)
-from .errors import EXIT_INTERRUPTED, CompilerError, ConfigError, InternalError, out_of_memory
+                     CompileConfig, ExportConfig, OptimizeConfig, PrecisionConfig, ValidateConfig,
+                     check_tolerances, parse_names, parse_ranges, parse_shapes)
+from .artifacts import check_writable, refuse_replacing_inputs, remove_leftovers, scratch_dir
+from .errors import CompilerError, ConfigError, InternalError, Terminated, interruption, out_of_memory
 from .limits import DEFAULT_TIMEOUT_S, check_timeout, time_budget
 
 SUBCOMMANDS = ("compile", "inspect", "export", "optimize", "build", "validate", "check-trt", "run", "bench", "record",
@@ -345,8 +347,9 @@ def cmd_compile(a) -> int:
                         keep_intermediates=a.keep_intermediates, report_path=a.report)
     report_path = a.report or a.out.with_name(a.out.name + ".report.json")
     if a.html is not None:
-        from .artifacts import check_writable
+        from .api import compile_inputs
 
+        refuse_replacing_inputs(compile_inputs(a.model, cfg), [("HTML report", a.html)])
         check_writable(a.html, "HTML report")  # before the work, not after it
     before = _file_id(report_path)
     try:
@@ -419,14 +422,12 @@ def _write_html(html_path: Path, report_path: Path) -> None:
 
 
 def cmd_inspect(a) -> int:
-    import tempfile
-
     from .api import as_saved_model, inspect_model
 
     if a.tensors:
         return _list_tensors(a.model, a.json)
-    with tempfile.TemporaryDirectory(prefix="tf2trt-keras-") as tmp:
-        info = inspect_model(as_saved_model(a.model, Path(tmp)), ExportConfig(signature=a.signature, tag=a.tag))
+    with scratch_dir("tf2trt-keras-") as tmp:
+        info = inspect_model(as_saved_model(a.model, tmp), ExportConfig(signature=a.signature, tag=a.tag))
     if a.json:
         print(json.dumps(info.to_json(), indent=2))
         return 0
@@ -504,12 +505,11 @@ def cmd_optimize(a) -> int:
         return 0
     if a.model is None or a.out is None:
         raise ConfigError("optimize needs MODEL.onnx and OUT.onnx", "python -m compiler optimize in.onnx out.onnx")
-    cfg = _optimize_cfg(a)
+    cfg, vcfg = _optimize_cfg(a), _validate_cfg(a)
     check = None
     info = inspect_onnx(a.model)  # a bad input is blamed on the input, before any pass runs
     if cfg.check_each_pass:
         quiet_polygraphy()
-        vcfg = _validate_cfg(a)
         check = PassNumericsCheck(a.model, info.inputs, resolve_shapes(info.inputs, cfg.input_shapes, vcfg.batch),
                                   vcfg, vcfg.tolerances("onnx→optimized"))
     pcfg = _precision_cfg(a)
@@ -520,7 +520,7 @@ def cmd_optimize(a) -> int:
         return 0
     from .api import lower_precision
 
-    art, records, result = lower_precision(a.model, a.out, cfg, pcfg, _validate_cfg(a), check)
+    art, records, result = lower_precision(a.model, a.out, cfg, pcfg, vcfg, check)
     _print_records(records + result.records)
     for notice in result.notices:
         print(f"WARNING: {notice}")
@@ -552,6 +552,7 @@ def cmd_build(a) -> int:
     if notice:
         print(f"NOTICE: {notice}")
     cfg = _build_cfg(a, backend)
+    refuse_replacing_inputs([a.model, *cfg.plugins], [("engine", a.out), ("timing cache", cfg.timing_cache)])
     shapes = parse_shapes(a.input_shapes)
     samples = None
     if cfg.profile_strategy:
@@ -657,10 +658,11 @@ def cmd_run(a) -> int:
     """Run an artifact once; print each output's dtype, shape and min/max/mean over its finite values."""
     import numpy as np
 
-    from .artifacts import atomic_output, check_writable
+    from .artifacts import atomic_output
     from .runtime import output_stats
 
     if a.outputs is not None:
+        refuse_replacing_inputs([a.engine, a.inputs], [("outputs file", a.outputs)])
         check_writable(a.outputs, "outputs")  # before any work
     runner, feed, prepared, source, notes = _runtime_inputs(a)
     outputs = prepared.results(runner.infer(prepared.feed))
@@ -727,9 +729,10 @@ def cmd_record(a) -> int:
 
 def cmd_check(a) -> int:
     """Exit 0 when every output matches the golden, 1 when one regressed (errors keep their own codes)."""
-    from .artifacts import check_writable, write_text_atomic
+    from .artifacts import write_text_atomic
     from .regress import check, junit_xml, parse_compare, table
 
+    refuse_replacing_inputs([a.model, a.golden], [("JUnit report", a.junit), ("HTML report", a.html)])
     for path, what in ((a.junit, "JUnit report"), (a.html, "HTML report")):
         if path is not None:
             check_writable(path, what)
@@ -767,6 +770,7 @@ def cmd_localize(a) -> int:
 
     if a.batch < 1 or a.batch_size < 1:
         raise ConfigError("--batch and --batch-size must be at least 1", "pass a positive number")
+    check_tolerances(a.atol, a.rtol)
     quiet_polygraphy()
     default_atol, default_rtol = DEFAULT_TOLERANCES["onnx→optimized"]
     tolerances = (default_atol if a.atol is None else a.atol, default_rtol if a.rtol is None else a.rtol)
@@ -802,7 +806,46 @@ COMMANDS = {"compile": cmd_compile, "inspect": cmd_inspect, "export": cmd_export
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; SIGINT and SIGTERM unwind it like Ctrl-C (exit 130/143), and whatever temporary it
+    made is removed on every way out."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    handlers = _catch_signals(quiet="--debug" not in argv)
+    try:
+        return _main(argv)
+    finally:
+        for sig in handlers:  # a signal now would cut the cleanup short
+            signal.signal(sig, signal.SIG_IGN)
+        remove_leftovers()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def _catch_signals(quiet: bool) -> dict:
+    """Make SIGTERM raise ``Terminated`` (and SIGINT KeyboardInterrupt) once; a repeat while the run unwinds
+    is ignored, so the cleanup finishes. Returns the handlers to restore (none off the main thread).
+
+    Interrupting library code can leave half-built objects whose finalizers then fail ("Exception ignored
+    in ... Traceback", e.g. TensorFlow's ApiDefMap mid-import); unless ``quiet`` is off (--debug) those
+    consequences of the interruption are not printed."""
+    def raise_once(signum, frame):
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
+        if quiet:
+            sys.unraisablehook = lambda unraisable: None
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, raise_once)
+    except ValueError:  # not the main thread: leave signals to the caller
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        return {}
+    return previous
+
+
+def _main(argv: list[str]) -> int:
     if argv and argv[0] not in SUBCOMMANDS and not argv[0].startswith("-"):
         argv.insert(0, "compile")  # `python -m compiler MODEL OUT` is the main job
     debug = "--debug" in argv
@@ -828,9 +871,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: not an error
         sys.stdout = open(os.devnull, "w")
         return 0
-    except KeyboardInterrupt:
-        _err("error: interrupted; no engine was written")
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated)
+        word, code = interruption(e)
+        _err(f"error: {word}; partial outputs and temporary files were removed")
+        return code
     except MemoryError:  # a stage that did not say which: name the command's
         if debug:
             traceback.print_exc()

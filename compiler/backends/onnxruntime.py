@@ -15,6 +15,7 @@ from ..artifacts import EngineArtifact, atomic_output
 from ..config import BuildConfig
 from ..errors import BuildError
 from ..runtime import ORT_FORMAT, detect_format, session_io
+from ..sandbox import check_onnx_file
 
 # onnxruntime rewrites we refuse, each with the reason. Pad_Fusion folds a
 # constant-zero Pad into the next op's `pads`; for MaxPool those pads act as
@@ -79,6 +80,7 @@ def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig()) -> Engin
     import onnxruntime as ort
 
     out = Path(out)
+    check_onnx_file(onnx_path)  # onnxruntime reads external data from beside the file
     with atomic_output(out, "engine") as tmp:
         limits.quiet_onnxruntime()
         so = ort.SessionOptions()
