@@ -30,7 +30,7 @@ from pathlib import Path
 
 from . import __version__, triton
 from .artifacts import replace_dir, write_text_atomic
-from .errors import ALL_ERRORS, ConfigError, OutputError
+from .errors import ALL_ERRORS, ConfigError, OutputError, Terminated
 from .html_report import render_batch, write_html
 from .project import ModelSpec, Project
 from .report import versions
@@ -367,7 +367,7 @@ def _executor(options: Options):
 
 
 def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+    raise Terminated()  # SIGTERM unwinds like Ctrl-C and exits 143 (cli.interruption)
 
 
 def run_batch(project: Project, options: Options = Options(), log=None) -> dict:

@@ -396,9 +396,10 @@ def cmd_batch(a) -> int:
     try:
         index = run_batch(project, Options(jobs=a.jobs, only=a.only, executor=a.executor, ray_address=a.ray_address,
                                            force=a.force, triton_repo=a.triton_repo, build_dir=a.build_dir))
-    except KeyboardInterrupt:
-        _err("error: interrupted; the models that finished are kept, and the same command resumes from them")
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): 130 or 143, as for every command
+        word, code = interruption(e)
+        _err(f"error: {word}; the models that finished are kept, and the same command resumes from them")
+        return code
     print(summary_table(index))
     if a.triton_repo is not None:
         print(f"triton: {a.triton_repo}")

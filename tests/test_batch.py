@@ -307,7 +307,7 @@ def test_sigterm_kills_the_children_and_leaves_no_partial_output(tmp_path):
     assert children, "no compile child started"
     proc.terminate()
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and stderr.strip().splitlines()[-1].startswith("error: interrupted; ")
+    assert proc.returncode == 143 and stderr.strip().splitlines()[-1].startswith("error: terminated; ")
     assert not list((tmp_path / "build").iterdir())  # no partial directory, no index of nothing
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive
