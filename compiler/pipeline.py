@@ -9,14 +9,14 @@ seams between stages; the report is filled from the state, in one place (``_fill
 from __future__ import annotations
 
 import contextlib
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
-from .artifacts import atomic_output, check_writable
-from .config import CompileConfig, precision_seam
-from .errors import CompilerError, InternalError, OutputError, out_of_memory
+from .artifacts import atomic_output, check_writable, refuse_replacing_inputs, scratch_dir
+from .common.samples import spec_paths
+from .config import DUMP_NAMES, CompileConfig, calib_cache_path, precision_seam
+from .errors import CompilerError, InternalError, OutputError, interruption, out_of_memory
 from .limits import time_budget
 from .report import Report, StageRecord
 from .stages import build, export, inspect, optimize, precision, validate
@@ -24,6 +24,8 @@ from .stages.state import State
 from .validate import quiet_polygraphy
 
 Observer = Callable[[str, str, StageRecord | None], None]  # (event "start"|"end", stage, record)
+
+INTERMEDIATE_NAMES = ("model.onnx", "model.*.onnx", "saved_model")  # what --keep-intermediates writes
 
 
 def compile_model(model: Path, out: Path, cfg: CompileConfig = CompileConfig(),
@@ -36,9 +38,10 @@ def compile_model(model: Path, out: Path, cfg: CompileConfig = CompileConfig(),
     """
     model, out = Path(model), Path(out)
     report_path = Path(cfg.report_path) if cfg.report_path else out.with_name(out.name + ".report.json")
+    report = Report(model=str(model), out=str(out))
+    _guard_compile(model, out, report_path, cfg)  # no output replaces an input, before any work
     check_writable(out, "engine")
     check_writable(report_path, "report")
-    report = Report(model=str(model), out=str(out))
     quiet_polygraphy()
     # every evaluation the compile starts (folding, calibration, each seam's side) gets --validate-timeout
     with _workdir(cfg) as workdir, time_budget(cfg.validate.timeout_s), \
@@ -58,14 +61,29 @@ def compile_model(model: Path, out: Path, cfg: CompileConfig = CompileConfig(),
     return report
 
 
+def compile_inputs(model: Path, cfg: CompileConfig) -> list[Path]:
+    """Every file or directory compile reads: the model, sample data, user rules, plugins (none may be replaced)."""
+    return [Path(model), *spec_paths(cfg.validate.data), *spec_paths(cfg.precision.calib_data),
+            *spec_paths(cfg.build.profile_data), cfg.optimize.rules_file, *cfg.build.plugins]
+
+
+def _guard_compile(model: Path, out: Path, report_path: Path, cfg: CompileConfig) -> None:
+    """compile's outputs, checked against its inputs before any work (``refuse_replacing_inputs``)."""
+    refuse_replacing_inputs(compile_inputs(model, cfg),
+                            [("engine", out), ("report", report_path), ("timing cache", cfg.build.timing_cache),
+                             ("calibration cache", calib_cache_path(cfg.precision, out))],
+                            [("intermediates directory", cfg.keep_intermediates, INTERMEDIATE_NAMES),
+                             ("pass dump directory", cfg.optimize.dump_dir, DUMP_NAMES)])
+
+
 @contextlib.contextmanager
 def _workdir(cfg: CompileConfig):
     """--keep-intermediates DIR, or a temporary directory removed afterwards."""
     if cfg.keep_intermediates:
         yield _intermediates_dir(Path(cfg.keep_intermediates))
         return
-    with tempfile.TemporaryDirectory(prefix="tf2trt-") as tmp:
-        yield Path(tmp)
+    with scratch_dir("tf2trt-") as tmp:
+        yield tmp
 
 
 def _intermediates_dir(path: Path) -> Path:
@@ -140,8 +158,9 @@ class _Stages:
                 report.error = {"stage": error.stage, "message": error.one_line(), "exit_code": error.exit_code}
                 if error.details is not None:
                     report.error["details"] = error.details
-            elif isinstance(error, KeyboardInterrupt):
-                report.error = {"stage": self.running, "message": "interrupted", "exit_code": 130}
+            elif isinstance(error, KeyboardInterrupt):  # Ctrl-C or SIGTERM (errors.Terminated)
+                word, code = interruption(error)
+                report.error = {"stage": self.running, "message": word, "exit_code": code}
             elif isinstance(error, Exception):  # a bug: report it as one, with the stage it happened in
                 bug = InternalError(f"unexpected {type(error).__name__} in stage '{self.running}': {error}",
                                     "please report this with the --debug traceback")

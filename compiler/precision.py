@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +33,11 @@ from passes.to_fp16 import DATA_MOVEMENT, ToFp16, node_precision
 
 from . import limits
 from .common import io_change as interface
-from .artifacts import OnnxArtifact, atomic_output, write_text_atomic
+from .artifacts import OnnxArtifact, atomic_output, scratch_dir, write_text_atomic
 from .config import PRECISION_MIN_AGREEMENT, PrecisionConfig
 from .errors import CompilerError, PrecisionError
 from .onnxutil import io_specs, load, op_histogram
-from .validate import effective_atol, validation_session
+from .validate import effective_atol, mismatches, validation_session
 
 CACHE_VERSION = 1
 MAX_AUTO_EVALUATIONS = 64  # --auto-mixed gives up (keeping what it has) after this many trial graphs
@@ -127,7 +126,7 @@ def calibrate(model_bytes: bytes, samples, method: str, percentile: float) -> di
     if method == "percentile":
         options["percentile"] = percentile
     limits.quiet_onnxruntime()  # the calibrator's sessions warn about initializers they drop
-    with tempfile.TemporaryDirectory(prefix="tf2trt-calib-") as tmp:
+    with scratch_dir("tf2trt-calib-") as tmp:
         src = Path(tmp) / "model.onnx"
         src.write_bytes(model_bytes)
         try:
@@ -212,12 +211,7 @@ def within(reference: list, candidate: list, atol: float, rtol: float, scaled: b
             if ref.size and np.mean(ref == cand) < PRECISION_MIN_AGREEMENT:
                 return False
             continue
-        a = effective_atol(atol, ref, scaled)
-        absdiff = np.abs(ref - cand)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rel = absdiff / np.abs(ref)
-        bad = ~((absdiff <= a) | (rel <= rtol))
-        if bad.any():
+        if mismatches(ref, cand, effective_atol(atol, ref, scaled), rtol).any():
             return False
     return True
 

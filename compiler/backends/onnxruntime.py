@@ -21,6 +21,7 @@ from ..common import ort
 from ..config import BuildConfig
 from ..errors import BuildError, RunError, ValidationError
 from ..common.io_change import KEY, Interface
+from ..sandbox import check_onnx_file
 
 # onnxruntime rewrites we refuse, each with the reason. Pad_Fusion folds a
 # constant-zero Pad into the next op's `pads`; for MaxPool those pads act as
@@ -85,11 +86,12 @@ def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig()) -> Engin
     import onnxruntime
 
     out = Path(out)
+    check_onnx_file(onnx_path)  # onnxruntime reads external data from beside the file
     with atomic_output(out, "engine") as tmp:
         huge = huge_constants(Path(onnx_path))
         disabled = disabled_optimizers() + (("ConstantFolding",) if huge else ())
         try:
-            ort.session(onnx_path, ort.BUILD, save_ort_to=tmp, disabled_optimizers=disabled)
+            session = ort.session(onnx_path, ort.BUILD, save_ort_to=tmp, disabled_optimizers=disabled)
         except Exception as e:  # onnxruntime's exception types are not importable portably
             raise BuildError(f"onnxruntime cannot build the model ({type(e).__name__}: "
                              f"{str(e).splitlines()[0][:300]})",
@@ -100,7 +102,8 @@ def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig()) -> Engin
                           summary={"bytes": out.stat().st_size, "optimization_level": "extended",
                                    "disabled_optimizers": list(disabled),
                                    **({"not_folded": huge} if huge else {}),
-                                   "onnxruntime": onnxruntime.__version__, "providers": ["CPUExecutionProvider"]})
+                                   "onnxruntime": onnxruntime.__version__, "providers": ["CPUExecutionProvider"],
+                                   "io": session_io(session)})
 
 
 def ort_session(model: Path | bytes, fmt: str = ONNX_MODEL):
@@ -129,6 +132,14 @@ def _specs(args) -> tuple[TensorSpec, ...]:
     """TensorSpecs of onnxruntime's NodeArgs (symbolic dims become None)."""
     return tuple(TensorSpec(a.name, _ort_dtype(a.type), tuple(d if isinstance(d, int) else None for d in a.shape))
                  for a in args)
+
+
+def session_io(session) -> list[dict]:
+    """An onnxruntime session's IO as the engine summary lists it (TensorRT's form: -1 marks a dynamic dim)."""
+    return [{"name": t.name, "mode": mode, "dtype": t.dtype,
+             "shape": [d if isinstance(d, int) and d >= 0 else -1 for d in t.shape]}
+            for mode, args in (("input", session.get_inputs()), ("output", session.get_outputs()))
+            for t in _specs(args)]
 
 
 def _cpus() -> int:

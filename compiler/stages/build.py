@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ..artifacts import EngineArtifact, ModelInfo, TensorSpec
+from ..artifacts import EngineArtifact, ModelInfo, TensorSpec, refuse_replacing_inputs
 from ..backends import build, get, resolve_backend
 from ..common.shapes import resolve_shapes
 from ..config import BuildConfig, CompileConfig, Shape
@@ -30,6 +30,7 @@ def build_engine(onnx_path: Path, out: Path, cfg=None, shapes: dict[str, Shape] 
     Seven positional parameters: the CLI's ``build`` and compile both call it; the last three are optional and
     compile passes them by keyword."""
     cfg = cfg or BuildConfig()
+    refuse_replacing_inputs([onnx_path, *cfg.plugins], [("engine", out), ("timing cache", cfg.timing_cache)])
     backend = get(resolve_backend(cfg.backend)[0])
     inputs, _ = io_specs(load(Path(onnx_path)))
     run_shapes = dict(shapes) if shapes else None

@@ -2,10 +2,9 @@
 verified; an ONNX input skips it."""
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
-from ..artifacts import ModelInfo, OnnxArtifact
+from ..artifacts import ModelInfo, OnnxArtifact, refuse_replacing_inputs, scratch_dir
 from ..config import ExportConfig
 from ..frontend.export import export
 from .inspect import as_saved_model, inspect_model, require_safe
@@ -14,8 +13,9 @@ from .state import State
 
 def export_model(model_dir: Path, out: Path, cfg: ExportConfig = ExportConfig(),
                  info: ModelInfo | None = None) -> OnnxArtifact:
-    with tempfile.TemporaryDirectory(prefix="tf2trt-keras-") as tmp:
-        model_dir = as_saved_model(model_dir, Path(tmp))
+    refuse_replacing_inputs([model_dir], [("ONNX model", out)])
+    with scratch_dir("tf2trt-keras-") as tmp:
+        model_dir = as_saved_model(model_dir, tmp)
         info = info or inspect_model(model_dir, cfg)
         require_safe(info, cfg)
         return export(Path(model_dir), Path(out), info.signature, cfg)

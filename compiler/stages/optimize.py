@@ -7,9 +7,9 @@ from pathlib import Path
 
 from passes.analysis.trt_support import check_model
 
-from ..artifacts import OnnxArtifact
+from ..artifacts import OnnxArtifact, refuse_replacing_inputs
 from ..common.shapes import resolve_shapes
-from ..config import OptimizeConfig, ValidateConfig
+from ..config import DUMP_NAMES, OptimizeConfig, ValidateConfig
 from ..common.samples import load_samples
 from ..errors import BuildError, ValidationError
 from ..optimize import cut, optimize
@@ -20,6 +20,8 @@ from .state import State
 
 def optimize_model(onnx_path: Path, out: Path, cfg: OptimizeConfig = OptimizeConfig(), check=None):
     """Returns (OnnxArtifact, [PassRecord]); ``check(model, pass_name)`` runs after each changing pass."""
+    refuse_replacing_inputs([onnx_path, cfg.rules_file], [("ONNX model", out)],
+                            [("pass dump directory", cfg.dump_dir, DUMP_NAMES)])
     return optimize(Path(onnx_path), Path(out), cfg, check)
 
 

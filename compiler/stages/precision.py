@@ -3,14 +3,14 @@ that needs: --auto-mixed searches on --data or seeded random data; int8 calibrat
 else random data. TensorRT 11 has no precision flags, so the engine is built from the lowered graph."""
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..artifacts import OnnxArtifact
+from ..artifacts import OnnxArtifact, refuse_replacing_inputs, scratch_dir
 from ..common.shapes import resolve_shapes
-from ..config import PRECISION_SEAM_SAMPLES, OptimizeConfig, PrecisionConfig, ValidateConfig, precision_seam
-from ..common.samples import load_samples
+from ..config import (DUMP_NAMES, PRECISION_SEAM_SAMPLES, OptimizeConfig, PrecisionConfig, ValidateConfig, calib_cache_path,
+                      precision_seam)
+from ..common.samples import load_samples, spec_paths
 from ..errors import PrecisionError, ValidationError
 from ..onnxutil import inspect_onnx
 from ..precision import apply_precision
@@ -60,7 +60,7 @@ def lower(job: Lowering, pcfg: PrecisionConfig, vcfg: ValidateConfig, out: Path,
     OUT.calib.json. Returns (OnnxArtifact, PrecisionResult, calibration cache path or None)."""
     samples = _search_samples(job, vcfg) if pcfg.auto_mixed else None
     calib = _calibration_samples(job, pcfg, vcfg) if pcfg.mode == "int8" else None
-    cache = (pcfg.calib_cache or out.with_name(out.name + ".calib.json")) if calib is not None else None
+    cache = calib_cache_path(pcfg, out) if calib is not None else None
     art, result = apply_precision(job.optimized.path, lowered_path, pcfg, samples, calib,
                                   vcfg.tolerances(precision_seam(pcfg.mode), pcfg.mode), cache)
     return art, result, cache
@@ -73,13 +73,16 @@ def lower_precision(onnx_path: Path, out: Path, cfg: OptimizeConfig, pcfg, vcfg:
     Returns (OnnxArtifact, [PassRecord] of the float32 passes, PrecisionResult).
     """
     onnx_path, out = Path(onnx_path), Path(out)
+    refuse_replacing_inputs([onnx_path, cfg.rules_file, *spec_paths(vcfg.data), *spec_paths(pcfg.calib_data)],
+                            [("ONNX model", out), ("calibration cache", calib_cache_path(pcfg, out))],
+                            [("pass dump directory", cfg.dump_dir, DUMP_NAMES)])
     info = inspect_onnx(onnx_path)
     shapes = resolve_shapes(info.inputs, cfg.input_shapes, vcfg.batch)
     inputs = tuple(replace(t, shape=cfg.input_shapes.get(t.name, t.shape)) for t in info.inputs)
     user = load_samples(vcfg.data, inputs, shapes, what="validation", error=ValidationError, seed=vcfg.seed) \
         if vcfg.data else None
-    with tempfile.TemporaryDirectory(prefix="tf2trt-opt-") as tmp:
-        optimized, records = optimize_model(onnx_path, Path(tmp) / "model.opt.onnx", cfg, check)
+    with scratch_dir("tf2trt-opt-") as tmp:
+        optimized, records = optimize_model(onnx_path, tmp / "model.opt.onnx", cfg, check)
         art, result, _ = lower(Lowering(optimized, inputs, shapes, user), pcfg, vcfg, out, out)
     return art, records, result
 

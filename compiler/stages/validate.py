@@ -2,11 +2,10 @@
 ``onnx→optimized`` seam also names the first divergent node and the pass that made it (``localize``)."""
 from __future__ import annotations
 
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from ..artifacts import ONNX_MODEL, ModelInfo, detect_format
+from ..artifacts import ONNX_MODEL, ModelInfo, detect_format, scratch_dir
 from ..common.shapes import resolve_shapes
 from ..config import PRECISION_SEAM_SAMPLES, ExportConfig, Shape, ValidateConfig, lowers, precision_seam
 from ..common.samples import load_samples
@@ -75,9 +74,9 @@ def validate_artifacts(reference: Path, candidate: Path, seam: str, cfg: Validat
     the two sides in the result.
     """
     quiet_polygraphy()
-    with tempfile.TemporaryDirectory(prefix="tf2trt-keras-") as tmp, time_budget(cfg.timeout_s):
-        reference = as_saved_model(Path(reference), Path(tmp) / "reference")
-        candidate = as_saved_model(Path(candidate), Path(tmp) / "candidate")
+    with scratch_dir("tf2trt-keras-") as tmp, time_budget(cfg.timeout_s):
+        reference = as_saved_model(Path(reference), tmp / "reference")
+        candidate = as_saved_model(Path(candidate), tmp / "candidate")
         ref_label, cand_label = labels or (reference.name, candidate.name)
         ref, cand = side_of(reference, ref_label, export_cfg), side_of(candidate, cand_label, export_cfg)
         draft = make_seam(seam, ref, cand, shapes, cfg)

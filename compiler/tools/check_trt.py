@@ -2,11 +2,11 @@
 then the support table and, where TensorRT is installed, its own parser)."""
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from passes.analysis.trt_support import check_model
 
+from ..artifacts import scratch_dir
 from ..backends.tensorrt import parser_verdict
 from ..config import CompileConfig
 from ..onnxutil import load
@@ -18,8 +18,7 @@ from ..stages.optimize import explain_refusals, optimize_model
 def check_trt(model: Path, cfg: CompileConfig = CompileConfig(), trt_major: int = 10):
     """Returns ``(TrtCheck, parser_verdict)``; the verdict of TensorRT's own parser is None where TensorRT is not
     installed."""
-    with tempfile.TemporaryDirectory(prefix="tf2trt-check-") as tmp:
-        tmp = Path(tmp)
+    with scratch_dir("tf2trt-check-") as tmp:
         source = as_saved_model(Path(model), tmp)
         info = inspect_model(source, cfg.export)
         onnx_path = source if info.format == "onnx" else export_model(source, tmp / "model.onnx", cfg.export,

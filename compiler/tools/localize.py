@@ -42,14 +42,15 @@ import onnx
 from passes.infra import provenance
 
 from ..artifacts import TensorSpec
+from ..config import check_tolerances
 from ..common.samples import load_samples
 from ..errors import CompilerError, ValidationError
 from ..common.io_change import between, read
 from ..onnxutil import io_specs
-from ..validate import data_loader, error_stats, merge_specs, resolve_shapes, validation_session
+from ..sandbox import read_onnx
+from ..validate import data_loader, error_stats, merge_specs, mismatches, resolve_shapes, validation_session
 
 EXPORT = "export"  # created_by of a node no pass recorded: the exporter made it
-POLYGRAPHY_EPSILON = 2.220446049250313e-16  # added to zeros in the denominator, as Polygraphy does
 DEFAULT_BATCH_SIZE = 64
 LINE_SUSPECTS = 3  # suspects named in line(); the JSON has them all
 
@@ -152,7 +153,9 @@ def _load(path: Path, role: str):
         raise ValidationError(f"localize: {role} '{path}' is a directory; localize compares two ONNX files",
                               f"export it first: python -m compiler export {path} model.onnx")
     try:
-        return onnx.load(str(path))
+        return read_onnx(path)
+    except CompilerError:  # external data outside the model's directory
+        raise
     except Exception as e:  # onnx raises DecodeError, OSError, ValueError... for a bad file
         raise ValidationError(f"localize: {role} '{path}' is not a readable ONNX model ({type(e).__name__}: "
                               f"{str(e).splitlines()[0][:200] if str(e) else ''})",
@@ -233,26 +236,11 @@ def _run(session, feed: dict, names: list[str]) -> dict:
 
 
 def _mismatch(ref: np.ndarray, cand: np.ndarray, atol: float, rtol: float) -> bool:
-    """Any element outside tolerance (see the module docstring)."""
-    if ref.dtype.kind in "iub":
-        return not np.array_equal(ref, cand)
-    a, b = np.asarray(ref, dtype=np.float64), np.asarray(cand, dtype=np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        same = (a == b) | (np.isnan(a) & np.isnan(b))
-        absdiff = np.abs(a - b)
-        denom = np.abs(np.where(b == 0, POLYGRAPHY_EPSILON, b))
-        rel = absdiff / denom
-        bad = ~same & ((absdiff > atol) | np.isnan(absdiff)) & ((rel > rtol) | np.isnan(rel))
-    return bool(np.any(bad))
+    """Any element outside tolerance (``validate.mismatches``, the seams' rule)."""
+    return bool(mismatches(ref, cand, atol, rtol).any())
 
 
 def _stats(ref: np.ndarray, cand: np.ndarray) -> tuple[float, float]:
-    if ref.dtype.kind == "f" or cand.dtype.kind == "f":
-        with np.errstate(invalid="ignore", over="ignore"):
-            same = (np.asarray(ref, np.float64) == np.asarray(cand, np.float64)) | \
-                (np.isnan(np.asarray(ref, np.float64)) & np.isnan(np.asarray(cand, np.float64)))
-        # Matching NaN/inf agree (module docstring): leave them out of the statistics, which would be NaN.
-        ref, cand = np.where(same, 0, ref), np.where(same, 0, cand)
     with np.errstate(invalid="ignore"):  # an infinite relative error (a zero reference) in the quantiles
         stats = error_stats(ref, cand)
     return stats["max_abs"], stats["max_rel"]
@@ -284,6 +272,7 @@ def localize(reference: Path, candidate: Path, feeds, tolerances: tuple[float, f
     ((atol, rtol)) against the reference's tensor of the same name. See the module docstring."""
     start = time.perf_counter()
     reference, candidate = Path(reference), Path(candidate)
+    check_tolerances(*tolerances)
     atol, rtol = (float(t) for t in tolerances)
     if batch_size < 1:
         raise ValidationError(f"localize: the batch size must be at least 1, got {batch_size}",
