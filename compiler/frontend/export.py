@@ -23,7 +23,7 @@ from ..config import ExportConfig
 from ..errors import ExportError
 from ..onnxutil import io_specs, nonstandard_nodes
 from . import import_tensorflow, native_stderr_silenced
-from .converters import CONVERTERS
+from .converters import CONVERTERS, Unconvertible
 
 
 _CALL_OPS = ("PartitionedCall", "StatefulPartitionedCall")
@@ -67,9 +67,13 @@ class _Collect(logging.Handler):
     def __init__(self):
         super().__init__(logging.ERROR)
         self.messages: list[str] = []
+        self.unconvertible: list[str] = []  # a converter's own words for a use it has no ONNX form for
 
     def emit(self, record):
         self.messages.append(record.getMessage())
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, Unconvertible):
+            self.unconvertible.append(str(error))
 
 
 def _tf2onnx_convert(model_dir: Path, signature: str, cfg: ExportConfig) -> onnx.ModelProto:
@@ -110,7 +114,7 @@ def _tf2onnx_convert(model_dir: Path, signature: str, cfg: ExportConfig) -> onnx
         tf_logger.removeHandler(collector)
         tf_logger.setLevel(old_level)
         tf_logger.propagate = old_propagate
-    _verify(model, collector.messages)
+    _verify(model, collector.messages, collector.unconvertible)
     return model
 
 
@@ -141,8 +145,13 @@ def _first_line(e: BaseException) -> str:
     return text[0][:300] if text else type(e).__name__
 
 
-def _verify(model: onnx.ModelProto, tf2onnx_errors: list[str]) -> None:
+def _verify(model: onnx.ModelProto, tf2onnx_errors: list[str], unconvertible: list[str] = ()) -> None:
     bad = nonstandard_nodes(model)
+    if bad and unconvertible:  # a converter of ours said exactly which use has no ONNX form: no --opset hint
+        more = f" (and {len(unconvertible) - 1} more)" if len(unconvertible) > 1 else ""
+        raise ExportError(f"no ONNX conversion for {unconvertible[0]}{more}",
+                          "rewrite that computation with ordinary ops (for a sign test: x < 0), or move it out "
+                          "of the serving signature")
     if bad:
         by_op = Counter(n.op_type for n in bad)
         examples = {}
