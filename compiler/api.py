@@ -17,7 +17,9 @@ from typing import Callable
 from .artifacts import EngineArtifact, ModelInfo, OnnxArtifact, TensorSpec, atomic_output, check_writable
 from .config import CompileConfig, ExportConfig, OptimizeConfig, Shape, ValidateConfig
 from .errors import CompilerError, InternalError, ValidationError
+from .index_ranges import index_ranges, with_index_ranges
 from .report import Report, StageRecord
+from .seam_errors import RUNTIME_FIX
 
 Observer = Callable[[str, str, StageRecord | None], None]  # (event "start"|"end", stage, record)
 
@@ -253,6 +255,11 @@ def _validate(reference: Path, candidate: Path, seam: str, cfg: ValidateConfig, 
     cand_info, cand_loaded = (known[candidate], None) if candidate in known else _model_info(candidate, export_cfg)
     require_safe(info, export_cfg)
     require_safe(cand_info, export_cfg)
+    if load_data:  # the `validate` subcommand: an ONNX side tells the index ranges (compile sets them itself)
+        from .onnxutil import load
+
+        onnx_side = next((p for p, i in ((reference, info), (candidate, cand_info)) if i.format == "onnx"), None)
+        cfg = with_index_ranges(cfg, index_ranges(load(onnx_side))) if onnx_side else cfg
     ref_label, cand_label = labels or (reference.name, candidate.name)
     change = _interface_change(reference, info, candidate, cand_info, seam)
     cand_inputs = tuple(TensorSpec(t.name, t.dtype, change.reference_shape(t.name, t.shape))
@@ -394,6 +401,22 @@ def compile_model(model: Path, out: Path, cfg: CompileConfig = CompileConfig(),
     return report
 
 
+def _index_ranges(model, vcfg: ValidateConfig, report: Report) -> ValidateConfig:
+    """Integer inputs that index a table get the table's range for random data (compiler/index_ranges.py),
+    unless --val-range gives one; the report's inputs and a notice say which."""
+    ranges = index_ranges(model)
+    given = vcfg.val_ranges
+    for entry in report.inputs:
+        r = ranges.get(entry["name"])
+        if r is not None:
+            overridden = entry["name"] in given or "" in given
+            entry["index_range"] = r.to_json() | {"used": not overridden}
+            if not overridden:
+                report.notices.append(f"validation: integer input '{entry['name']}' draws random values from "
+                                      f"{r.text()}; override with --val-range {entry['name']}:LO,HI")
+    return with_index_ranges(vcfg, ranges)
+
+
 def _lower(optimized: OnnxArtifact, change, pcfg, vcfg: ValidateConfig, user_samples, pipeline_inputs,
            pass_shapes, engine_shapes, out: Path, precision_out: Path):
     """Run the precision stage on the float32 ``optimized`` graph: the samples it needs (--auto-mixed: --data or
@@ -516,8 +539,10 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
     else:
         report.stages["export"].note = "input is already ONNX"
         exported = OnnxArtifact(model, info.inputs, info.outputs)
-    report.set_graph("exported", op_histogram(load(exported.path)))
+    exported_model = load(exported.path)
+    report.set_graph("exported", op_histogram(exported_model))
     report.intermediates["exported"] = str(exported.path)
+    vcfg = _index_ranges(exported_model, vcfg, report)
 
     current[0] = "optimize"
     with _stage(report, "optimize", observer) as rec:
@@ -627,7 +652,9 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
                 if failed:
                     rec.status = "failed"
                     cause = failed[0].failure_line()
-                    if any(s.seam == "onnx→optimized" for s in failed):  # name the node (compiler/localize.py)
+                    if failed[0].run_error:  # a side could not run on the inputs (compiler/seam_errors.py)
+                        raise ValidationError(cause, RUNTIME_FIX)
+                    if any(s.seam == "onnx→optimized" and not s.run_error for s in failed):  # name the node
                         from .localize import localize_seam
 
                         report.localization, where = localize_seam(

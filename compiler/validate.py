@@ -15,6 +15,7 @@ from . import interface
 from .artifacts import TensorSpec
 from .config import PRECISION_MIN_AGREEMENT, Shape, ValidateConfig
 from .errors import ConfigError, InspectError, ValidationError
+from .seam_errors import SeamRunError, run_sides
 
 # Value ranges for seeded random inputs: floats centred on zero exercise signs
 # (ReLU, abs); small non-negative ints are safe as indices and token ids.
@@ -154,6 +155,7 @@ class SeamResult:
     warnings: list[str] = field(default_factory=list)
     data: str | None = None  # where the inputs came from when not seeded random (--data, a precision seam)
     atol_scaled: bool = False  # a precision seam: each output's atol is scaled by its peak magnitude
+    run_error: dict | None = None  # a side failed to run (compiler/seam_errors.py): {side, node, message}
 
     def __bool__(self):
         return self.passed
@@ -163,7 +165,7 @@ class SeamResult:
                 "seed": self.seed, "iterations": self.iterations,
                 "shapes": {k: list(v) for k, v in self.shapes.items()}, "note": self.note,
                 "warnings": self.warnings, "data": self.data or f"seeded random (seed {self.seed})",
-                "atol_scaled_by_peak": self.atol_scaled,
+                "atol_scaled_by_peak": self.atol_scaled, "run_error": self.run_error,
                 "outputs": {k: v.to_json() for k, v in self.outputs.items()}}
 
     def failure_line(self) -> str:
@@ -231,10 +233,13 @@ def compare(reference, candidate, seam: str, ref_label: str, cand_label: str, in
     The data is ``samples`` (``compiler.data.Samples``: --data, or a precision seam's random set) or
     else Polygraphy's seeded DataLoader over ``inputs``/``shapes``.
     """
-    from polygraphy.comparator import Comparator
-
     loader = samples if samples is not None else data_loader(inputs, shapes, cfg)
-    results = Comparator.run([reference, candidate], data_loader=loader)
+    try:
+        results = run_sides(reference, candidate, loader, (ref_label, cand_label))
+    except SeamRunError as e:  # a side that cannot run on these inputs: a failed seam that says where
+        return SeamResult(seam, ref_label, cand_label, False, seed=cfg.seed, iterations=cfg.iterations,
+                          shapes=dict(shapes), note=e.note(), data=samples.source if samples is not None else None,
+                          run_error={"side": e.side, "node": e.node, "message": e.message})
     result = judge(results, reference.name, candidate.name, seam, ref_label, cand_label, shapes, cfg, tolerances,
                    scaled)
     if samples is not None:
