@@ -19,6 +19,7 @@ class TensorSpec:
     name: str
     dtype: str  # numpy dtype name: "float32", "int64", ...
     shape: tuple[int | str | None, ...]  # int = static, str/None = dynamic
+    unknown_rank: bool = False  # the model declares no rank; ``shape`` is then (None,), fully dynamic
 
     @property
     def dynamic_dims(self) -> list[int]:
