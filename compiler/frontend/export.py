@@ -24,6 +24,7 @@ from ..errors import ExportError
 from ..onnxutil import io_specs, nonstandard_nodes
 from . import import_tensorflow, native_stderr_silenced
 from .converters import CONVERTERS, Unconvertible
+from .tf2onnx_fixes import guard_reshape_merge
 
 
 _CALL_OPS = ("PartitionedCall", "StatefulPartitionedCall")
@@ -98,6 +99,7 @@ def _tf2onnx_convert(model_dir: Path, signature: str, cfg: ExportConfig) -> onnx
                                   "check that TensorFlow can load it: tf.saved_model.load(dir); "
                                   "re-run with --debug for the traceback") from e
             graph_def = inline_function_calls(graph_def, inputs, outputs)
+            guard_reshape_merge()
             _refuse_known_miscompiles(graph_def)
             try:
                 with tf.device("/cpu:0"):
