@@ -16,6 +16,7 @@ from typing import Callable
 
 from .artifacts import EngineArtifact, ModelInfo, OnnxArtifact, TensorSpec, atomic_output, check_writable
 from .config import CompileConfig, ExportConfig, OptimizeConfig, Shape, ValidateConfig
+from .dynamic_dims import DYNAMIC_FIX, describe, second_shapes, with_second_size
 from .errors import CompilerError, InternalError, ValidationError
 from .index_ranges import index_ranges, with_index_ranges
 from .report import Report, StageRecord
@@ -646,12 +647,20 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
                     result = _validate(ref, cand, seam, vcfg, seam_shapes, vcfg.tolerances(seam, pcfg.mode),
                                        cfg.export, labels, known, user_samples, scaled=lowers(seam, pcfg.mode),
                                        random_count=PRECISION_SEAM_SAMPLES if seam == pseam else 0)
+                    second = second_shapes(info.inputs, shapes, given) if seam == "tf→onnx" else None
+                    if second and user_samples is None:  # dynamic dims at a second size (compiler/dynamic_dims.py)
+                        at = describe(shapes, second)
+                        other = _validate(ref, cand, seam, vcfg, second, vcfg.tolerances(seam, pcfg.mode),
+                                          cfg.export, (labels[0], f"{labels[1]} at {at}"), known)
+                        result = with_second_size(result, other, at)
                     report.validation.append(result)
                     report.notices.extend(f"validation {seam}: {w}" for w in result.warnings)
                 failed = [s for s in report.validation if not s.passed]
                 if failed:
                     rec.status = "failed"
                     cause = failed[0].failure_line()
+                    if failed[0].failed_at_second_size:
+                        raise ValidationError(cause, DYNAMIC_FIX)
                     if failed[0].run_error:  # a side could not run on the inputs (compiler/seam_errors.py)
                         raise ValidationError(cause, RUNTIME_FIX)
                     if any(s.seam == "onnx→optimized" and not s.run_error for s in failed):  # name the node

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import onnx
 
+from passes import contract
+
 from . import interface
 from .artifacts import OnnxArtifact, atomic_output
 from .config import OptimizeConfig
@@ -39,8 +41,12 @@ def optimize(onnx_path: Path, out: Path, cfg: OptimizeConfig = OptimizeConfig(),
     except PassError as e:
         raise ConfigError(str(e), "list passes with `python -m compiler optimize --list-passes`") from None
     model = load(Path(onnx_path))
-    ctx = PassContext(input_shapes=dict(cfg.input_shapes), rules=tuple(_user_rules(cfg.rules_file)),
-                      inputs_as_nchw=cfg.inputs_as_nchw, outputs_as_nchw=cfg.outputs_as_nchw)
+
+    def context():
+        return PassContext(input_shapes=dict(cfg.input_shapes), rules=tuple(_user_rules(cfg.rules_file)),
+                           inputs_as_nchw=cfg.inputs_as_nchw, outputs_as_nchw=cfg.outputs_as_nchw)
+
+    ctx = context()
 
     def with_interface(candidate):
         interface.write(candidate, interface.diff(model, candidate, ctx.state.get("interface_perms", {})))
@@ -55,17 +61,37 @@ def optimize(onnx_path: Path, out: Path, cfg: OptimizeConfig = OptimizeConfig(),
                             f"work around it with --skip-pass {e.pass_name}, and please report it") from e
     except PassError as e:
         raise OptimizeError(str(e), "fix the settings it names, or skip the pass with --skip-pass NAME") from e
-    try:
-        onnx.checker.check_model(result)
-    except onnx.checker.ValidationError as e:
-        last = manager.records[-1].name if manager.records else "?"
-        raise OptimizeError(f"the passes produced an invalid ONNX model (last pass: {last}): "
-                            f"{str(e).splitlines()[0][:300]}",
-                            "re-run with --check-each-pass to name the pass, and skip it with --skip-pass") from e
+    problem = contract.violation(result)
+    if problem:
+        _name_breaking_pass(model, result, problem, lambda: build_pipeline(cfg.passes, cfg.skip_passes),
+                            context, cfg)
     with atomic_output(Path(out), "optimized ONNX model") as tmp:
         onnx.save(result, str(tmp))
     inputs, outputs = io_specs(result)
     return OnnxArtifact(Path(out), inputs, outputs), manager.records
+
+
+def _name_breaking_pass(model, result, problem: str, pipeline, context, cfg: OptimizeConfig):
+    """The pipeline's output breaks its contract (passes/contract.py): run it again checking after every pass,
+    and raise an OptimizeError naming the first pass whose output breaks it. An input that breaks the contract
+    itself (custom-domain ops onnxruntime lacks) only has to stay valid ONNX."""
+    from passes import PassManager
+
+    if contract.violation(model) is not None:
+        try:
+            onnx.checker.check_model(result)
+            return
+        except onnx.checker.ValidationError as e:
+            raise OptimizeError(f"the passes produced an invalid ONNX model: {str(e).splitlines()[0][:300]}",
+                                "re-run with --check-each-pass to name the pass, and skip it with --skip-pass") from e
+    try:
+        PassManager(pipeline(), max_iterations=cfg.max_iterations, check=contract.check_after_each_pass).run(
+            model, context())
+    except contract.ContractBroken as e:
+        raise OptimizeError(f"pass '{e.pass_name}' broke the graph: {e.problem}",
+                            f"skip it with --skip-pass {e.pass_name}, and please report it") from e
+    raise OptimizeError(f"the optimized graph is not valid ONNX ({problem}), and no single pass's output shows it",
+                        "re-run with --check-each-pass, or --dump-passes DIR to inspect each pass's output")
 
 
 def cut(onnx_path: Path, out: Path, cfg: OptimizeConfig) -> tuple[OnnxArtifact, OptimizeConfig]:

@@ -157,6 +157,8 @@ class SeamResult:
     data: str | None = None  # where the inputs came from when not seeded random (--data, a precision seam)
     atol_scaled: bool = False  # a precision seam: each output's atol is scaled by its peak magnitude
     run_error: dict | None = None  # a side failed to run (compiler/seam_errors.py): {side, node, message}
+    other_sizes: list = field(default_factory=list)  # the same seam at a second size (compiler/dynamic_dims.py)
+    failed_at_second_size: bool = False
 
     def __bool__(self):
         return self.passed
@@ -166,7 +168,7 @@ class SeamResult:
                 "seed": self.seed, "iterations": self.iterations,
                 "shapes": {k: list(v) for k, v in self.shapes.items()}, "note": self.note,
                 "warnings": self.warnings, "data": self.data or f"seeded random (seed {self.seed})",
-                "atol_scaled_by_peak": self.atol_scaled, "run_error": self.run_error,
+                "atol_scaled_by_peak": self.atol_scaled, "run_error": self.run_error, "other_sizes": self.other_sizes,
                 "outputs": {k: v.to_json() for k, v in self.outputs.items()}}
 
     def failure_line(self) -> str:

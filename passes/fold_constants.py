@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 
+from . import gs_cast_elision
 from .infra import Pass, PassContext, PassResult, structure
 
 
@@ -28,8 +29,10 @@ class FoldConstants(Pass):
             # Subgraphs carry no IR version of their own; graphsurgeon would export them at its newest,
             # which onnxruntime refuses, and nothing inside Loop/If bodies would fold.
             sub.ir_version = sub.ir_version or graph.ir_version
+        guards = gs_cast_elision.guard(graph)  # graphsurgeon 0.6.1 bug: see passes/gs_cast_elision.py
         graph.fold_constants(fold_shapes=True, flatten_subgraphs=True,
                              should_exclude_node=lambda n: n.op in NON_TENSOR_OPS)
+        gs_cast_elision.unguard(guards)
         graph.cleanup(remove_unused_graph_inputs=False)
         after = structure(graph)
         folded = sum(len(n) for n, _ in before) - sum(len(n) for n, _ in after)

@@ -1,0 +1,80 @@
+"""onnx-graphsurgeon 0.6.1's shape-tensor cast elision, and our workaround (passes/gs_cast_elision.py)."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+from onnx import TensorProto, helper, numpy_helper
+
+from passes import FoldConstants, PassContext
+from tests.conftest import ort_run
+
+
+def _shared_constant_model() -> onnx.ModelProto:
+    """bucket = int(float(ids) * 0.5) and scaled = x * 0.5, the two sharing one constant (T5's pattern)."""
+    half = numpy_helper.from_array(np.array(0.5, np.float32), "half")
+    nodes = [helper.make_node("Cast", ["ids"], ["ids_f"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["ids_f", "half"], ["prod"]),
+             helper.make_node("Cast", ["prod"], ["bucket"], to=TensorProto.INT64),
+             helper.make_node("Mul", ["x", "half"], ["scaled"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("ids", TensorProto.INT64, [2, 3]),
+                                           helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                              [helper.make_tensor_value_info("bucket", TensorProto.INT64, [2, 3]),
+                               helper.make_tensor_value_info("scaled", TensorProto.FLOAT, [2, 3])],
+                              initializer=[half])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_graphsurgeon_still_rewrites_a_shared_constant_in_place():
+    """The upstream bug itself. When this fails, onnx-graphsurgeon fixed it: delete passes/gs_cast_elision.py
+    and its call in passes/fold_constants.py."""
+    graph = gs.import_onnx(_shared_constant_model())
+    graph.fold_constants(fold_shapes=True)
+    half = graph.tensors()["half"]
+    assert np.asarray(half.values).dtype.kind == "i", "graphsurgeon no longer casts the shared constant in place"
+
+
+def test_fold_constants_keeps_shared_and_fractional_constants_float():
+    model = _shared_constant_model()
+    graph = gs.import_onnx(model)
+    FoldConstants().run(graph, PassContext())
+    out = gs.export_onnx(graph)
+    out.ir_version = 8
+    onnx.checker.check_model(out, full_check=True)
+    ids = np.array([[0, 1, 2], [3, 4, 5]], np.int64)
+    x = np.ones((2, 3), np.float32)
+    got, want = ort_run(out, {"ids": ids, "x": x}), ort_run(model, {"ids": ids, "x": x})
+    np.testing.assert_array_equal(got["bucket"], want["bucket"])
+    np.testing.assert_array_equal(got["scaled"], want["scaled"])
+    assert not [n for n in out.graph.node if n.name.startswith("tf2trt_cast_elision_guard")]
+
+
+def test_exact_private_elisions_still_happen():
+    """An integer-valued constant used only there: graphsurgeon's elision is exact and is kept."""
+    two = numpy_helper.from_array(np.array(2.0, np.float32), "two")
+    nodes = [helper.make_node("Cast", ["ids"], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["f", "two"], ["p"]),
+             helper.make_node("Cast", ["p"], ["y"], to=TensorProto.INT64)]
+    graph = gs.import_onnx(helper.make_model(helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("ids", TensorProto.INT64, [3])],
+        [helper.make_tensor_value_info("y", TensorProto.INT64, [3])], initializer=[two]),
+        opset_imports=[helper.make_opsetid("", 17)], ir_version=8))
+    FoldConstants().run(graph, PassContext())
+    assert [n.op for n in graph.nodes] == ["Mul"]
+
+
+def test_optimize_names_the_pass_that_breaks_the_contract(tmp_path, monkeypatch):
+    """A pass whose output onnxruntime refuses is named (exit 5), even though each graph is valid ONNX."""
+    import pytest
+
+    from compiler.errors import OptimizeError
+    from compiler.optimize import optimize
+    from passes import gs_cast_elision
+
+    path = tmp_path / "m.onnx"
+    onnx.save(_shared_constant_model(), str(path))
+    monkeypatch.setattr(gs_cast_elision, "guard", lambda graph: [])  # graphsurgeon's bug, unguarded
+    with pytest.raises(OptimizeError) as e:
+        optimize(path, tmp_path / "o.onnx")
+    assert e.value.exit_code == 5 and "pass 'fold_constants' broke the graph" in e.value.one_line()
+    assert not (tmp_path / "o.onnx").exists()
