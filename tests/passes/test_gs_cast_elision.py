@@ -78,3 +78,22 @@ def test_optimize_names_the_pass_that_breaks_the_contract(tmp_path, monkeypatch)
         optimize(path, tmp_path / "o.onnx")
     assert e.value.exit_code == 5 and "pass 'fold_constants' broke the graph" in e.value.one_line()
     assert not (tmp_path / "o.onnx").exists()
+
+
+def test_check_trt_never_calls_a_graph_that_does_not_load_supported(tmp_path, capsys):
+    """A float Mul reading an int constant: every op is in TensorRT's table, but the graph cannot be built."""
+    import json
+
+    from passes.trt_support import check_model
+    from tests.conftest import run_cli
+
+    model = _shared_constant_model()
+    half = model.graph.initializer[0]
+    half.CopyFrom(numpy_helper.from_array(np.array(0, np.int64), "half"))
+    verdict = check_model(model)
+    assert not verdict.supported and not verdict.findings and "not buildable" in verdict.summary()
+    assert verdict.to_json()["loads"]["ok"] is False
+    path = tmp_path / "broken.onnx"
+    onnx.save(model, str(path))
+    code, stdout, _ = run_cli(capsys, "check-trt", path, "--json")
+    assert code != 0 and json.loads(stdout)["supported"] is False, stdout
