@@ -35,7 +35,8 @@ One table row per model:
   tf2onnx     the peer: ``exit N, ort loads yes|no``
 
 The compile's one-line errors are printed under the table; the last line is ``N/M compiled and
-validated``. Child processes, timeouts and RSS measurement are ``keras_coverage.py``'s
+validated``. ``--reuse DIR --peer-from JSON`` re-runs only the compile and check-trt columns on
+changed compiler code: the models and tf2onnx alone do not depend on it. Child processes, timeouts and RSS measurement are ``keras_coverage.py``'s
 (``run_measured``): a model that fails or hangs costs only its own row, and the script exits 0 whenever
 the survey ran (a measurement, not a gate), 2 for bad arguments, 3 when keras-hub is missing.
 """
@@ -382,13 +383,27 @@ def _read_report(res: Result, report_path: Path, rc: int, work: Path) -> None:
         res.error = f"exit {rc}: {kc._last_error_line(work / 'compile.err')}"
 
 
-def survey_one(spec: dict, work: Path, timeout: float, env: dict) -> Result:
+def _build(spec: dict, work: Path, timeout: float, env: dict, reuse: Path | None) -> tuple[int, bool]:
+    """The model's SavedModel in ``work``: copied from an earlier ``--keep`` directory (``--reuse``), else built."""
+    earlier = reuse / spec["name"] if reuse else None
+    if earlier and (earlier / "saved_model" / "saved_model.pb").is_file() and (earlier / "meta.json").is_file():
+        shutil.copytree(earlier / "saved_model", work / "saved_model")
+        shutil.copy(earlier / "meta.json", work / "meta.json")
+        return 0, False
+    rc, _, _, timed_out = kc.run_measured([sys.executable, SELF, "--export-one", spec["name"],
+                                           str(work / "saved_model"), str(work / "meta.json")],
+                                          work, "build", timeout, env)
+    return rc, timed_out
+
+
+def survey_one(spec: dict, work: Path, timeout: float, env: dict, reuse: Path | None = None,
+               peer: dict | None = None) -> Result:
+    """Build (or reuse), compile, check-trt and tf2onnx alone (or its earlier result, ``peer``) for one model."""
     res = Result(spec["name"], spec["group"])
     work.mkdir(parents=True, exist_ok=True)
     sm_dir, meta_path, inter = work / "saved_model", work / "meta.json", work / "intermediates"
     engine, report_path = work / "model.engine", work / "model.engine.report.json"
-    rc, _, _, timed_out = kc.run_measured([sys.executable, SELF, "--export-one", spec["name"], str(sm_dir),
-                                           str(meta_path)], work, "build", timeout, env)
+    rc, timed_out = _build(spec, work, timeout, env, reuse)
     if rc != 0 or not meta_path.is_file():
         res.export, res.error_stage = "build", "build"
         res.error = f"build: timed out after {timeout:.0f} s" if timed_out else kc._last_error_line(work / "build.err")
@@ -406,7 +421,10 @@ def survey_one(spec: dict, work: Path, timeout: float, env: dict) -> Result:
         _read_report(res, report_path, rc, work)
     if (inter / "model.onnx").is_file():
         res.check_trt = _check_trt(inter / "model.onnx", spec, work, timeout, env)
-    res.tf2onnx_exit, res.tf2onnx_ort = _tf2onnx_alone(sm_dir, work, timeout, env)
+    if peer and spec["name"] in peer:
+        res.tf2onnx_exit, res.tf2onnx_ort = peer[spec["name"]]
+    else:
+        res.tf2onnx_exit, res.tf2onnx_ort = _tf2onnx_alone(sm_dir, work, timeout, env)
     return res
 
 
@@ -475,11 +493,15 @@ def _load_specs(env: dict) -> list[dict]:
 
 def _survey(specs_: list[dict], root: Path, a, env: dict) -> list[Result]:
     results = []
+    peer = None
+    if a.peer_from:  # tf2onnx alone does not depend on this repository's code: an earlier survey's answer holds
+        peer = {r["name"]: (r["tf2onnx_exit"], r["tf2onnx_ort"])
+                for r in json.loads(a.peer_from.read_text())["results"] if r["export"] == "ok"}
     for i, spec in enumerate(specs_, 1):
         work = root / spec["name"]
         shutil.rmtree(work, ignore_errors=True)
         try:
-            r = survey_one(spec, work, a.timeout, env)
+            r = survey_one(spec, work, a.timeout, env, a.reuse, peer)
         except Exception as e:  # a bug in this script must not cost the other models
             r = Result(spec["name"], spec["group"], error=f"survey: {type(e).__name__}: {e}", error_stage="survey")
         results.append(r)
@@ -506,6 +528,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, metavar="FILE", help="write the per-model results as JSON")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown (for the README)")
     ap.add_argument("--keep", type=Path, metavar="DIR", help="keep each model's files and logs under DIR/NAME/")
+    ap.add_argument("--reuse", type=Path, metavar="DIR",
+                    help="take each model's SavedModel from an earlier --keep DIR instead of building it again")
+    ap.add_argument("--peer-from", type=Path, metavar="JSON",
+                    help="take the tf2onnx-alone columns from an earlier --json (they do not depend on this code)")
     ap.add_argument("--timeout", type=float, default=600.0, metavar="S",
                     help="limit per child process (build, compile, check-trt, tf2onnx), seconds (default: 600)")
     a = ap.parse_args(argv)
