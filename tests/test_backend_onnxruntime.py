@@ -29,3 +29,15 @@ def test_zero_pad_before_maxpool_is_not_fused(tmp_path):
     expected = sess.run(None, {"x": x})[0]
     assert expected[0, 0, 0, 0] == 0.0  # the zero padding is the max at the border
     np.testing.assert_array_equal(load(art.path).infer({"x": x})["y"], expected)
+
+
+def test_u8_weight_shift_is_refused_without_vnni():
+    """The int8 weight shift (QDQS8ToU8Transformer) stays only where the CPU has VNNI; elsewhere its fused
+    kernels disagree with the Q/DQ graph (see the backend's comment), and unreadable flags count as no VNNI."""
+    avx2 = ort_backend.cpu_flags("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n")
+    assert avx2 == {"fpu", "sse2", "avx2", "fma"}
+    assert "QDQS8ToU8Transformer" in ort_backend.disabled_optimizers(avx2)
+    assert "QDQS8ToU8Transformer" in ort_backend.disabled_optimizers(frozenset())
+    for vnni in ("avx512_vnni", "avx_vnni", "amx_int8"):
+        assert ort_backend.disabled_optimizers(avx2 | {vnni}) == ort_backend.DISABLED_OPTIMIZERS
+    assert "Pad_Fusion" in ort_backend.disabled_optimizers(avx2 | {"amx_int8"})
