@@ -649,20 +649,17 @@ def _run_pipeline(model: Path, out: Path, cfg: CompileConfig, report: Report, wo
                                        random_count=PRECISION_SEAM_SAMPLES if seam == pseam else 0)
                     second = second_shapes(info.inputs, shapes, given) if seam == "tf→onnx" else None
                     if second and user_samples is None:  # dynamic dims at a second size (compiler/dynamic_dims.py)
-                        at = describe(shapes, second)
-                        other = _validate(ref, cand, seam, vcfg, second, vcfg.tolerances(seam, pcfg.mode),
-                                          cfg.export, (labels[0], f"{labels[1]} at {at}"), known)
-                        result = with_second_size(result, other, at)
+                        result = with_second_size(result, _validate(
+                            ref, cand, seam, vcfg, second, vcfg.tolerances(seam), cfg.export,
+                            (labels[0], f"{labels[1]} at {describe(shapes, second)}"), known), describe(shapes, second))
                     report.validation.append(result)
                     report.notices.extend(f"validation {seam}: {w}" for w in result.warnings)
                 failed = [s for s in report.validation if not s.passed]
                 if failed:
                     rec.status = "failed"
                     cause = failed[0].failure_line()
-                    if failed[0].failed_at_second_size:
-                        raise ValidationError(cause, DYNAMIC_FIX)
-                    if failed[0].run_error:  # a side could not run on the inputs (compiler/seam_errors.py)
-                        raise ValidationError(cause, RUNTIME_FIX)
+                    if failed[0].failed_at_second_size or failed[0].run_error:  # dynamic_dims.py, seam_errors.py
+                        raise ValidationError(cause, DYNAMIC_FIX if failed[0].failed_at_second_size else RUNTIME_FIX)
                     if any(s.seam == "onnx→optimized" and not s.run_error for s in failed):  # name the node
                         from .localize import localize_seam
 

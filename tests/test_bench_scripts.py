@@ -33,8 +33,8 @@ def test_keras_hub_coverage_subset(tmp_path):
     if importlib.util.find_spec("keras_hub") is None:
         pytest.skip("keras-hub is not installed (the `coverage` extra: pip install -e .[coverage])")
     out = tmp_path / "hub.json"
-    proc = subprocess.run([sys.executable, "scripts/bench/keras_hub_coverage.py", "--only", "BERT,SegFormer,KerasArgmax",
-                           "--json", str(out), "--timeout", "900"], cwd=ROOT, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "scripts/bench/keras_hub_coverage.py",
+                           "--only", "BERT,SegFormer,KerasArgmax", "--json", str(out), "--timeout", "900"], cwd=ROOT, capture_output=True, text=True,
                           timeout=2400)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "3/3 compiled and validated" in proc.stdout, proc.stdout[-3000:]

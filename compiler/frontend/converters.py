@@ -97,7 +97,7 @@ def float_sign_bit(ctx, x: str, scope: str) -> str:
 
 
 def convert_bitcast(ctx, node, name, args):
-    """Bitcast(x: float → int of the same width) whose every use reads only the sign bit → Where(signbit(x), MIN, 0).
+    """Bitcast(x: float → same-width int), every use reading only the sign bit → Where(signbit(x), MIN, 0).
 
     Keras 3 lowers ``ops.signbit`` (and so ``ops.argmax``/``argmin`` on
     floats, keras-hub's NonMaxSuppression) to ``bitwise_and(bitcast(x, int32),

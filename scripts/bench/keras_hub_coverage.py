@@ -36,7 +36,8 @@ One table row per model:
 
 The compile's one-line errors are printed under the table; the last line is ``N/M compiled and
 validated``. ``--reuse DIR --peer-from JSON`` re-runs only the compile and check-trt columns on
-changed compiler code: the models and tf2onnx alone do not depend on it. Child processes, timeouts and RSS measurement are ``keras_coverage.py``'s
+changed compiler code: the models and tf2onnx alone do not depend on it. Child processes, timeouts and RSS
+measurement are ``keras_coverage.py``'s
 (``run_measured``): a model that fails or hangs costs only its own row, and the script exits 0 whenever
 the survey ran (a measurement, not a gate), 2 for bad arguments, 3 when keras-hub is missing.
 """
@@ -100,7 +101,8 @@ def _efficientnet():
     return keras_hub.models.EfficientNetBackbone(
         stackwise_width_coefficients=[1.0] * n, stackwise_depth_coefficients=[1.0] * n,
         stackwise_kernel_sizes=[3] * n, stackwise_num_repeats=[1] * n, stackwise_input_filters=[8, 8],
-        stackwise_output_filters=[8, 16], stackwise_expansion_ratios=[1, 4], stackwise_squeeze_and_excite_ratios=[0.25] * n,
+        stackwise_output_filters=[8, 16], stackwise_expansion_ratios=[1, 4],
+        stackwise_squeeze_and_excite_ratios=[0.25] * n,
         stackwise_strides=[1, 2], stackwise_block_types=["v1"] * n, stackwise_force_input_filters=[0] * n,
         stackwise_nores_option=[False] * n, input_shape=IMAGE, num_features=32, dropout=0.0)
 
@@ -421,8 +423,8 @@ def survey_one(spec: dict, work: Path, timeout: float, env: dict, reuse: Path | 
         _read_report(res, report_path, rc, work)
     if (inter / "model.onnx").is_file():
         res.check_trt = _check_trt(inter / "model.onnx", spec, work, timeout, env)
-    if peer and spec["name"] in peer:
-        res.tf2onnx_exit, res.tf2onnx_ort = peer[spec["name"]]
+    if peer is not None:  # --peer-from (its entry) or --no-peer (an empty dict): tf2onnx alone is not run
+        res.tf2onnx_exit, res.tf2onnx_ort = peer.get(spec["name"], (None, "-"))
     else:
         res.tf2onnx_exit, res.tf2onnx_ort = _tf2onnx_alone(sm_dir, work, timeout, env)
     return res
@@ -493,7 +495,7 @@ def _load_specs(env: dict) -> list[dict]:
 
 def _survey(specs_: list[dict], root: Path, a, env: dict) -> list[Result]:
     results = []
-    peer = None
+    peer = {} if a.no_peer else None
     if a.peer_from:  # tf2onnx alone does not depend on this repository's code: an earlier survey's answer holds
         peer = {r["name"]: (r["tf2onnx_exit"], r["tf2onnx_ort"])
                 for r in json.loads(a.peer_from.read_text())["results"] if r["export"] == "ok"}
@@ -532,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="take each model's SavedModel from an earlier --keep DIR instead of building it again")
     ap.add_argument("--peer-from", type=Path, metavar="JSON",
                     help="take the tf2onnx-alone columns from an earlier --json (they do not depend on this code)")
+    ap.add_argument("--no-peer", action="store_true", help="do not run tf2onnx alone (its columns show -)")
     ap.add_argument("--timeout", type=float, default=600.0, metavar="S",
                     help="limit per child process (build, compile, check-trt, tf2onnx), seconds (default: 600)")
     a = ap.parse_args(argv)
