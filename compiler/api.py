@@ -458,11 +458,12 @@ def lower_precision(onnx_path: Path, out: Path, cfg: OptimizeConfig, pcfg, vcfg:
     """
     from .data import load_samples
     from .interface import read as interface_of
-    from .onnxutil import inspect_onnx
+    from .onnxutil import inspect_onnx, load
     from .validate import resolve_shapes
 
     onnx_path, out = Path(onnx_path), Path(out)
     info = inspect_onnx(onnx_path)
+    vcfg = with_index_ranges(vcfg, index_ranges(load(onnx_path)))  # random calibration ids fit their tables
     shapes = resolve_shapes(info.inputs, cfg.input_shapes, vcfg.batch)
     inputs = tuple(TensorSpec(t.name, t.dtype, cfg.input_shapes.get(t.name, t.shape)) for t in info.inputs)
     user = load_samples(vcfg.data, inputs, shapes, what="validation", error=ValidationError, seed=vcfg.seed) \

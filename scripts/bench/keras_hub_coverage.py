@@ -14,7 +14,8 @@ What it measures. For every model it
      (``keras_coverage.seed_batchnorm``) and exports it with
      ``model.export(DIR, format="tf_saved_model")`` (a dynamic batch; text models also have a dynamic
      sequence axis). RetinaNet is exported with its prediction decoder and NMS: a ``tf.function`` of
-     ``decode_predictions(model(images), images)`` saved with ``tf.saved_model.save``;
+     ``decode_predictions(model(images), images)`` saved with ``tf.saved_model.save``, at a static batch of 1
+     (keras-hub's NonMaxSuppression cannot be traced with a dynamic batch);
   2. compiles it with ``python -m compiler DIR OUT.engine --quiet --keep-intermediates DIR2`` and default
      flags, plus ``--input-shapes`` where a sequence axis is dynamic (it cannot be guessed);
   3. runs ``python -m compiler check-trt`` on the exported ``model.onnx`` (same ``--input-shapes``), so the
@@ -253,7 +254,9 @@ def _probe_inputs(model, rng):
 def _save_retinanet(model, out_dir: Path) -> None:
     import tensorflow as tf
 
-    shape = [None, *model.backbone.image_shape]
+    # keras-hub's NonMaxSuppression sizes its state with the static batch (ops.zeros([batch_size])): it cannot be
+    # traced with a dynamic batch, so this export is the one with a static batch of 1.
+    shape = [1, *model.backbone.image_shape]
 
     class Detector(tf.Module):
         def __init__(self, m):
