@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import deploy
 from .artifacts import TensorSpec
 from .errors import ConfigError, InspectError, RunError
 
@@ -38,6 +39,8 @@ MEASURED = "host-to-host: feed copy, inference, output copy"
 
 def detect_format(path: Path) -> str:
     path = Path(path)
+    if deploy.is_converted(path):  # a directory written by compiler.tftrt's Converter.save()
+        return deploy.FORMAT
     if not path.is_file():
         raise RunError(f"artifact '{path}' does not exist or is not a file", "pass the file written by compile/build")
     with open(path, "rb") as f:
@@ -148,6 +151,8 @@ def load(path: Path, plugins=()):
     ``plugins`` (TensorRT plugin libraries) are loaded for a TensorRT plan; onnxruntime needs none.
     """
     fmt = detect_format(path)
+    if fmt == deploy.FORMAT:  # its engines open through this function; missing ones are built by _build_converted
+        return deploy.load(path, open_engine=lambda p: load(p, plugins), build=_build_converted)
     if fmt == TENSORRT_PLAN:
         from .backends import tensorrt
 
@@ -156,6 +161,19 @@ def load(path: Path, plugins=()):
             raise RunError(f"'{path}' is a TensorRT plan, but TensorRT cannot run here: {why}", tensorrt.INSTALL_HINT)
         return tensorrt.TrtPlanRunner(Path(path), plugins=tuple(plugins))  # its interface is empty: no metadata
     return OrtRunner(Path(path), fmt)
+
+
+def _build_converted(graph: Path, out: Path, profiles: list[dict], manifest: dict):
+    """A runner for an engine built from a converted directory's graph with ``profiles`` (ShapeProfile JSON):
+    one saved without its plan, or one built at run time for shapes outside the saved profiles."""
+    from .backends import build
+    from .config import BuildConfig
+    from .profiles import ShapeProfile
+
+    shaped = tuple(ShapeProfile(*({n: tuple(d[w]) for n, d in p.items()} for w in ("min", "opt", "max")))
+                   for p in profiles if p)
+    art = build(Path(graph), Path(out), BuildConfig(workspace_mib=manifest.get("workspace_mib")), profiles=shaped)
+    return load(art.path)
 
 
 # --------------------------------------------------------------------------- feeds
