@@ -7,6 +7,8 @@ shape tensors cannot be float) and converts ``c`` to int *in place*. Two ways th
   constants with float math, so the graph no longer loads in onnxruntime (type mismatch).
 * ``c`` not integer-valued (0.5), or ``Op`` a Div: the int arithmetic computes different numbers
   (``floor(i * 0.5)`` becomes ``i * 0``).
+* ``Op`` a comparison (Equal/Greater/Less): its bool output is rebound to the Cast's int tensor, which
+  the full checker and onnxruntime refuse (Mistral's sliding-window mask).
 
 ``guard`` puts an Identity between the input Cast and every such node before folding, so graphsurgeon does
 not see its pattern there (its check looks for a Cast producer); ``unguard`` takes the Identities out again.
@@ -24,6 +26,9 @@ import onnx_graphsurgeon as gs
 ELISION_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Max", "Min", "Equal", "Greater", "Less", "Concat"})
 _INT_TYPES = (onnx.TensorProto.INT32, onnx.TensorProto.INT64)
 GUARD_PREFIX = "tf2trt_cast_elision_guard"
+# Ops whose int form is not the float form: Div truncates; a comparison yields bool, not the int its Cast made
+# (graphsurgeon rebinds the Cast's int tensor as the comparison's output: Mistral's sliding-window mask).
+_NOT_EXACT = frozenset({"Div", "Equal", "Greater", "Less"})
 
 
 def _float_casts(node: gs.Node) -> list[gs.Node]:
@@ -44,7 +49,7 @@ def _unsafe(node: gs.Node) -> bool:
     shared = any(len(c.outputs) > 1 for c in consts)
     fractional = any(np.any(np.asarray(c.values) != np.round(np.asarray(c.values))) for c in consts
                      if np.asarray(c.values).dtype.kind == "f")
-    return shared or fractional or node.op == "Div"
+    return shared or fractional or node.op in _NOT_EXACT
 
 
 def guard(graph: gs.Graph) -> list[tuple[gs.Graph, gs.Node]]:

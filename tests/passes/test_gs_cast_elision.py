@@ -97,3 +97,22 @@ def test_check_trt_never_calls_a_graph_that_does_not_load_supported(tmp_path, ca
     onnx.save(model, str(path))
     code, stdout, _ = run_cli(capsys, "check-trt", path, "--json")
     assert code != 0 and json.loads(stdout)["supported"] is False, stdout
+
+
+def test_a_comparison_between_casts_keeps_its_bool_output():
+    """Cast(int→float) → Less → Cast(→int32): graphsurgeon would make the Less output the int32 tensor."""
+    window = numpy_helper.from_array(np.array(4.0, np.float32), "window")
+    nodes = [helper.make_node("Cast", ["ids"], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("Less", ["f", "window"], ["near"]),
+             helper.make_node("Cast", ["near"], ["y"], to=TensorProto.INT32)]
+    model = helper.make_model(helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("ids", TensorProto.INT32, [5])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [5])], initializer=[window]),
+        opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    graph = gs.import_onnx(model)
+    FoldConstants().run(graph, PassContext())
+    out = gs.export_onnx(graph)
+    out.ir_version = 8
+    onnx.checker.check_model(out, full_check=True)
+    ids = np.arange(5, dtype=np.int32) + 2
+    np.testing.assert_array_equal(ort_run(out, {"ids": ids})["y"], ort_run(model, {"ids": ids})["y"])
