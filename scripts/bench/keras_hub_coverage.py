@@ -345,9 +345,10 @@ def _check_trt(onnx_path: Path, spec: dict, work: Path, timeout: float, env: dic
     rc, _, _, timed_out = kc.run_measured(cmd, work, "check_trt", timeout, env)
     if timed_out:
         return "timed out"
-    try:
-        verdict = json.loads((work / "check_trt.out").read_text())
-    except (OSError, json.JSONDecodeError):
+    try:  # library warnings (graphsurgeon's) may precede the JSON on stdout
+        text = (work / "check_trt.out").read_text()
+        verdict = json.loads(text[text.index("\n{") + 1:] if not text.startswith("{") else text)
+    except (OSError, ValueError):
         return f"exit {rc}: {kc._last_error_line(work / 'check_trt.err')}"[:60]
     loads = verdict.get("loads")
     if loads is not None and not loads.get("ok", True):
