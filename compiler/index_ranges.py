@@ -24,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-import onnx
 
 PASS_THROUGH = frozenset({"Cast", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Flatten", "Transpose", "Expand"})
 # Elementwise integer arithmetic an index passes through on its way to the table: Keras 3 wraps negative
@@ -50,7 +49,9 @@ class IndexRange:
         return f"[{self.low}, {self.high}] (indexes {self.uses[0]}{more})"
 
 
-def _shapes(model: onnx.ModelProto) -> dict[str, tuple]:
+def _shapes(model) -> dict[str, tuple]:
+    import onnx
+
     try:
         model = onnx.shape_inference.infer_shapes(model)
     except Exception:  # shape inference is a help here, not a requirement: use what the graph declares
@@ -64,7 +65,7 @@ def _shapes(model: onnx.ModelProto) -> dict[str, tuple]:
     return shapes
 
 
-def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+def _constants(model) -> dict[str, np.ndarray]:
     from onnx import numpy_helper
 
     values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
@@ -75,6 +76,8 @@ def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
 
 
 def _attr(node, name: str, default):
+    import onnx
+
     for a in node.attribute:
         if a.name == name:
             return onnx.helper.get_attribute_value(a)
@@ -121,8 +124,11 @@ def _reached(name: str, consumers: dict) -> list[tuple]:
     return uses
 
 
-def index_ranges(model: onnx.ModelProto) -> dict[str, IndexRange]:
-    """{integer input: the range its indexing uses allow}, for the inputs that reach an index operand."""
+def index_ranges(model) -> dict[str, IndexRange]:
+    """{integer input: the range its indexing uses allow}, for the inputs that reach an index operand
+    (``model``: an onnx.ModelProto; onnx is imported lazily, so importing the package stays light)."""
+    import onnx
+
     inits = {i.name for i in model.graph.initializer}
     ints = [vi.name for vi in model.graph.input if vi.name not in inits
             and vi.type.tensor_type.elem_type in (onnx.TensorProto.INT32, onnx.TensorProto.INT64,
