@@ -17,8 +17,9 @@ from typing import Callable
 from .artifacts import EngineArtifact, ModelInfo, OnnxArtifact, TensorSpec, atomic_output, check_writable
 from .config import CompileConfig, ExportConfig, OptimizeConfig, Shape, ValidateConfig
 from .dynamic_dims import DYNAMIC_FIX, describe, second_shapes, with_second_size
-from .errors import CompilerError, InternalError, ValidationError
+from .errors import CompilerError, InternalError, OutputError, ValidationError, out_of_memory
 from .index_ranges import index_ranges, with_index_ranges
+from .limits import time_budget
 from .report import Report, StageRecord
 from .seam_errors import RUNTIME_FIX
 
@@ -234,7 +235,7 @@ def validate_artifacts(reference: Path, candidate: Path, seam: str, cfg: Validat
     from .validate import quiet_polygraphy
 
     quiet_polygraphy()
-    with tempfile.TemporaryDirectory(prefix="tf2trt-keras-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="tf2trt-keras-") as tmp, time_budget(cfg.timeout_s):
         reference = as_saved_model(Path(reference), Path(tmp) / "reference")
         candidate = as_saved_model(Path(candidate), Path(tmp) / "candidate")
         return _validate(reference, candidate, seam, cfg, shapes, tolerances, export_cfg, labels, load_data=True)
@@ -325,14 +326,28 @@ def _model_info(path: Path, export_cfg: ExportConfig):
 
     A built artifact is loaded once here, and its runner reused for the comparison.
     """
-    from .runtime import ONNX_MODEL, detect_format, load
+    from .runtime import ONNX_MODEL, load
 
     path = Path(path)
-    if path.is_dir() or not path.exists() or detect_format(path) == ONNX_MODEL:
+    if path.is_dir() or not path.exists() or _artifact_format(path) == ONNX_MODEL:
         return inspect_model(path, export_cfg), None
     loaded = load(path)
     return ModelInfo(path=path, format=loaded.format, signature=None, inputs=loaded.inputs,
                      outputs=getattr(loaded, "outputs", ()), ops={}), loaded
+
+
+def _artifact_format(path: Path) -> str:
+    """``path``'s format by content; a file named .onnx that is no artifact at all counts as ONNX, so inspect's
+    input checks say what is wrong with it (empty, not a ModelProto) rather than "not a plan or ORT artifact"."""
+    from .errors import RunError
+    from .runtime import ONNX_MODEL, detect_format
+
+    try:
+        return detect_format(path)
+    except RunError:
+        if path.suffix.lower() != ".onnx":
+            raise
+        return ONNX_MODEL
 
 
 def _onnx_info(art: OnnxArtifact, interface=None) -> ModelInfo:
@@ -361,6 +376,19 @@ def _stage(report: Report, name: str, observer: Observer | None):
         observer("end", name, rec)
 
 
+def _intermediates_dir(path: Path) -> Path:
+    """``--keep-intermediates DIR``, created if needed; OutputError when it cannot be a directory."""
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"--keep-intermediates '{path}' is a file, not a directory",
+                          "give a directory (new or existing) for the intermediate files")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"--keep-intermediates '{path}' cannot be created ({e.strerror or e})",
+                          "give a directory path whose parents are directories you can write") from None
+    return path
+
+
 def compile_model(model: Path, out: Path, cfg: CompileConfig = CompileConfig(),
                   observer: Observer | None = None) -> Report:
     """SavedModel (or ONNX) → validated engine at ``out`` and a JSON report.
@@ -377,13 +405,16 @@ def compile_model(model: Path, out: Path, cfg: CompileConfig = CompileConfig(),
     check_writable(report_path, "report")
     with contextlib.ExitStack() as stack:
         if cfg.keep_intermediates:
-            workdir = Path(cfg.keep_intermediates)
-            workdir.mkdir(parents=True, exist_ok=True)
+            workdir = _intermediates_dir(Path(cfg.keep_intermediates))
         else:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tf2trt-")))
+        stack.enter_context(time_budget(cfg.validate.timeout_s))
         current = ["inspect"]
         try:
-            _run_pipeline(model, out, cfg, report, workdir, observer, current)
+            try:
+                _run_pipeline(model, out, cfg, report, workdir, observer, current)
+            except MemoryError:
+                raise out_of_memory(current[0]) from None
         except CompilerError as e:
             report.error = {"stage": e.stage, "message": e.one_line(), "exit_code": e.exit_code}
             if e.details is not None:

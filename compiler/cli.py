@@ -17,8 +17,9 @@ from . import __version__
 from .config import (BACKENDS, CALIB_METHODS, HARDWARE_COMPATIBILITY, PRECISIONS, PROFILE_STRATEGIES, BuildConfig,
                      CompileConfig, ExportConfig, OptimizeConfig,
                      PrecisionConfig, ValidateConfig, parse_names, parse_ranges, parse_shapes)
+from .errors import EXIT_INTERRUPTED, CompilerError, ConfigError, InternalError, out_of_memory
 from .index_ranges import index_ranges
-from .errors import EXIT_INTERRUPTED, CompilerError, ConfigError, InternalError
+from .limits import DEFAULT_TIMEOUT_S, check_timeout, time_budget
 
 SUBCOMMANDS = ("compile", "inspect", "export", "optimize", "build", "validate", "check-trt", "run", "bench", "record",
                "check", "localize")
@@ -143,6 +144,16 @@ def _validate_flags(p):
 
 def _common(p):
     p.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
+    p.add_argument("--validate-timeout", type=_seconds, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                   help="how long any one model evaluation may run (constant folding, each validation seam, run, "
+                        f"localize, calibration) before it is stopped (default: {DEFAULT_TIMEOUT_S:g})")
+
+
+def _seconds(text: str) -> float:
+    try:
+        return check_timeout(text)
+    except ConfigError:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, not {text!r}") from None
 
 
 def _golden_flags(p, golden_help: str, compare_help: str):
@@ -273,7 +284,8 @@ def _validate_cfg(a, enabled=True) -> ValidateConfig:
     if a.val_iterations < 1 or a.batch < 1:
         raise ConfigError("--val-iterations and --batch must be at least 1", "pass a positive number")
     return ValidateConfig(enabled=enabled, atol=a.atol, rtol=a.rtol, seed=a.seed, iterations=a.val_iterations,
-                          batch=a.batch, data=a.data, val_ranges=parse_ranges(a.val_range))
+                          batch=a.batch, data=a.data, val_ranges=parse_ranges(a.val_range),
+                          timeout_s=a.validate_timeout)
 
 
 def _optimize_cfg(a) -> OptimizeConfig:
@@ -472,9 +484,9 @@ def cmd_optimize(a) -> int:
         raise ConfigError("optimize needs MODEL.onnx and OUT.onnx", "python -m compiler optimize in.onnx out.onnx")
     cfg = _optimize_cfg(a)
     check = None
+    info = inspect_onnx(a.model)  # a bad input is blamed on the input, before any pass runs
     if cfg.check_each_pass:
         quiet_polygraphy()
-        info = inspect_onnx(a.model)
         vcfg = _validate_cfg(a)
         check = PassNumericsCheck(a.model, info.inputs, resolve_shapes(info.inputs, cfg.input_shapes, vcfg.batch),
                                   vcfg, vcfg.tolerances("onnx→optimized"))
@@ -756,6 +768,11 @@ def cmd_localize(a) -> int:
     return 0 if result else 1
 
 
+# The stage a command's failures belong to, where they do not say (out of memory).
+COMMAND_STAGES = {"inspect": "inspect", "export": "export", "optimize": "optimize", "build": "build",
+                  "validate": "validate", "check-trt": "optimize", "run": "run", "bench": "run", "record": "run",
+                  "check": "run", "localize": "validate"}
+
 COMMANDS = {"compile": cmd_compile, "inspect": cmd_inspect, "export": cmd_export, "optimize": cmd_optimize,
             "build": cmd_build, "validate": cmd_validate, "check-trt": cmd_check_trt, "record": cmd_record,
             "check": cmd_check, "run": cmd_run,
@@ -773,12 +790,14 @@ def main(argv: list[str] | None = None) -> int:
 
         warnings.filterwarnings("ignore")
         logging.getLogger().setLevel(logging.ERROR)
+    a = None
     try:
         a = make_parser().parse_args(argv)
         if a.command is None:
             make_parser().print_help()
             return 2
-        return COMMANDS[a.command](a)
+        with time_budget(a.validate_timeout):
+            return COMMANDS[a.command](a)
     except CompilerError as e:
         if debug or isinstance(e, InternalError):
             traceback.print_exc()
@@ -790,6 +809,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("error: interrupted; no engine was written")
         return EXIT_INTERRUPTED
+    except MemoryError:  # a stage that did not say which: name the command's
+        if debug:
+            traceback.print_exc()
+        err = out_of_memory(COMMAND_STAGES.get(getattr(a, "command", None), "compile"))
+        _err(f"error: {err.one_line()}")
+        return err.exit_code
     except Exception as e:  # a bug: say so, with the traceback
         traceback.print_exc()
         _err(f"error: {InternalError(f'unexpected {type(e).__name__}: {e}', 'please report this').one_line()}")

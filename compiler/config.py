@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
+from .limits import DEFAULT_TIMEOUT_S, check_timeout
 
 Shape = tuple[int, ...]
 
@@ -226,6 +227,10 @@ class ValidateConfig:
     batch: int = 1  # used for a dynamic leading dimension when no --input-shapes
     data: str | None = None  # --data: real input samples (compiler/data.py) instead of seeded random ones
     val_ranges: dict = field(default_factory=dict)  # --val-range: input -> (low, high) of random data ("" = all)
+    timeout_s: float = DEFAULT_TIMEOUT_S  # each evaluation (a seam's side, folding, calibration) may run this long
+
+    def __post_init__(self):
+        check_timeout(self.timeout_s)
 
     def tolerances(self, seam: str, precision: str = "fp32") -> tuple[float, float]:
         """(atol, rtol) for ``seam``; a seam that lowers precision, or an engine built from a lowered graph,

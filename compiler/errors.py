@@ -116,3 +116,15 @@ class GoldenError(CompilerError):
 
 
 ALL_ERRORS = ALL_ERRORS + (GoldenError,)
+
+
+def error_for_stage(stage: str) -> type[CompilerError]:
+    """The error class of ``stage`` (e.g. "validate" → ValidationError); CompilerError for an unknown one."""
+    return next((cls for cls in ALL_ERRORS if cls.stage == stage), CompilerError)
+
+
+def out_of_memory(stage: str, what: str = "") -> CompilerError:
+    """The one-line error for a MemoryError in ``stage`` (what ran out, when known)."""
+    return error_for_stage(stage)(f"{what or 'the ' + stage + ' stage'} ran out of memory",
+                                  "give smaller --input-shapes or --batch, or run where more memory is available",
+                                  stage=stage)

@@ -220,22 +220,18 @@ def _restore(model, outputs) -> None:
 
 
 def _session(model, role: str, path: Path):
+    """A bounded session (compiler.limits): running it fails with a ValidationError naming the model."""
     from .validate import validation_session
 
     try:
-        return validation_session(model)
+        return validation_session(model, f"localize: the {role} '{path}'")
     except CompilerError as e:
         raise ValidationError(f"localize: onnxruntime cannot load the {role} '{path}' with intermediate outputs "
                               f"marked ({e.cause})", "check that onnxruntime runs the model as it is") from None
 
 
-def _run(session, feed: dict, names: list[str], role: str, path: Path) -> dict:
-    try:
-        return dict(zip(names, session.run(names, feed)))
-    except Exception as e:  # onnxruntime's own error types: wrong input dtype/shape, a kernel failing
-        raise ValidationError(f"localize: onnxruntime cannot run the {role} '{path}' ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:200]})",
-                              "check the inputs (--input-shapes, --data) match what the model takes") from None
+def _run(session, feed: dict, names: list[str]) -> dict:
+    return dict(zip(names, session.run(names, feed)))
 
 
 def _mismatch(ref: np.ndarray, cand: np.ndarray, atol: float, rtol: float) -> bool:
@@ -363,8 +359,8 @@ def localize(reference: Path, candidate: Path, feeds, tolerances: tuple[float, f
         worst = {n: [0.0, 0.0] for n in names}
         bad, exact, shape_note = set(), set(), {}
         for feed, cand_feed in zip(feeds, cand_feeds):
-            ref_out = _run(ref_sess, feed, names, "reference", reference)
-            cand_out = _run(cand_sess, cand_feed, names, "candidate", candidate)
+            ref_out = _run(ref_sess, feed, names)
+            cand_out = _run(cand_sess, cand_feed, names)
             if change:
                 moved = change.results({n: cand_out[n] for n in names if n in change.outputs})
                 cand_out.update(moved)

@@ -17,7 +17,8 @@ from .onnxutil import io_specs, load
 def _quiet_graphsurgeon() -> None:
     import onnx_graphsurgeon as gs
 
-    gs.logger.G_LOGGER.module_severity = gs.logger.G_LOGGER.ERROR
+    gs.logger.G_LOGGER.severity = gs.logger.G_LOGGER.ERROR  # its warnings say what the pass stats say
+    gs.logger.G_LOGGER.colors = False
 
 
 def _user_rules(path):
@@ -34,6 +35,7 @@ def _user_rules(path):
 def optimize(onnx_path: Path, out: Path, cfg: OptimizeConfig = OptimizeConfig(), check=None):
     """Returns (OnnxArtifact, [PassRecord]). ``check(model, pass_name)`` runs after each changing pass."""
     from passes import PassBug, PassContext, PassError, PassManager, build_pipeline
+    from passes.user_rules import UserRuleError
 
     _quiet_graphsurgeon()
     try:
@@ -56,6 +58,8 @@ def optimize(onnx_path: Path, out: Path, cfg: OptimizeConfig = OptimizeConfig(),
     manager = PassManager(pipeline, max_iterations=cfg.max_iterations, check=checked, dump_dir=cfg.dump_dir)
     try:
         result = with_interface(manager.run(model, ctx))
+    except UserRuleError as e:
+        raise OptimizeError(str(e), "fix that rule in the --rules file (or leave it out of RULES)") from e
     except PassBug as e:
         raise OptimizeError(f"bug in pass '{e.pass_name}': {e}",
                             f"work around it with --skip-pass {e.pass_name}, and please report it") from e

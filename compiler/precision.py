@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from . import interface
+from . import interface, limits
 from .artifacts import OnnxArtifact, atomic_output, write_text_atomic
 from .config import PRECISION_MIN_AGREEMENT, PrecisionConfig
-from .errors import PrecisionError
+from .errors import CompilerError, PrecisionError
 
 CACHE_VERSION = 1
 MAX_AUTO_EVALUATIONS = 64  # --auto-mixed gives up (keeping what it has) after this many trial graphs
@@ -122,7 +122,6 @@ def cache_key(model_bytes: bytes, data_digest: str, cfg: PrecisionConfig) -> str
 
 def calibrate(model_bytes: bytes, samples, method: str, percentile: float) -> dict[str, tuple[float, float]]:
     """Per-tensor (low, high) ranges from onnxruntime's calibrator of ``method`` over ``samples``."""
-    import onnxruntime
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, create_calibrator
 
     from passes.quantize_int8 import INT8_OPS
@@ -139,7 +138,7 @@ def calibrate(model_bytes: bytes, samples, method: str, percentile: float) -> di
     options = {"symmetric": True}
     if method == "percentile":
         options["percentile"] = percentile
-    onnxruntime.set_default_logger_severity(3)  # the calibrator's sessions warn about initializers they drop
+    limits.quiet_onnxruntime()  # the calibrator's sessions warn about initializers they drop
     with tempfile.TemporaryDirectory(prefix="tf2trt-calib-") as tmp:
         src = Path(tmp) / "model.onnx"
         src.write_bytes(model_bytes)
@@ -147,8 +146,12 @@ def calibrate(model_bytes: bytes, samples, method: str, percentile: float) -> di
             calibrator = create_calibrator(src, list(INT8_OPS), augmented_model_path=str(Path(tmp) / "aug.onnx"),
                                            calibrate_method=methods[method], providers=["CPUExecutionProvider"],
                                            extra_options=options)
+            calibrator.infer_session = limits.BoundedSession(calibrator.infer_session,
+                                                             f"calibration ({method})", PrecisionError)
             calibrator.collect_data(Reader())
             data = calibrator.compute_data()
+        except CompilerError:  # the budget ran out, or memory: said in its own words
+            raise
         except Exception as e:  # onnxruntime running the float graph on the samples failed
             raise PrecisionError(f"calibration ({method}) failed running the float32 graph on the samples "
                                  f"({type(e).__name__}: {str(e).splitlines()[0][:200]})",
@@ -199,10 +202,10 @@ def int8_ranges(model: onnx.ModelProto, cfg: PrecisionConfig, samples, cache: Pa
 
 # ---------------------------------------------------------------- automatic mixed precision
 
-def _outputs(model: onnx.ModelProto, samples, change=None) -> list[list[np.ndarray]]:
+def _outputs(model: onnx.ModelProto, samples, change=None, what: str = "the float32 graph") -> list[list[np.ndarray]]:
     from .validate import validation_session
 
-    session = validation_session(model)
+    session = validation_session(model, f"--auto-mixed: {what}", PrecisionError)
     results = []
     for feed in samples:
         feed = change.feed(feed) if change else feed
@@ -256,8 +259,8 @@ def auto_mixed(model: onnx.ModelProto, cfg: PrecisionConfig, samples, tolerances
             if len(trials) >= MAX_AUTO_EVALUATIONS:
                 raise _Budget()
             fp16, records = to_fp16(model, cfg, tuple(n for n in candidates if n in keep))
-            trials[keep] = (within(reference, _outputs(fp16, samples, _fp16_io_change(model, fp16)), atol, rtol,
-                                   scaled=True), fp16, records)
+            outs = _outputs(fp16, samples, _fp16_io_change(model, fp16), "a trial fp16 graph")
+            trials[keep] = (within(reference, outs, atol, rtol, scaled=True), fp16, records)
         return trials[keep][0]
 
     def minimise(subset: list[str], kept: frozenset) -> list[str]:

@@ -273,11 +273,27 @@ def read_golden(golden: Path) -> tuple[dict, list[tuple[dict, dict]]]:
         if _sha256_path(file) != entry.get("sha256"):
             raise GoldenError(f"sample '{file.name}' does not match its sha256 in the manifest (changed or "
                               "truncated since it was recorded)", fix)
-        with np.load(file, allow_pickle=False) as data:
-            ins = {k[3:]: data[k] for k in data.files if k.startswith("in:")}
-            outs = {k[4:]: data[k] for k in data.files if k.startswith("out:")}
-        samples.append((ins, outs))
+        samples.append(_read_sample(file, fix))
     return manifest, samples
+
+
+def _read_sample(file: Path, fix: str) -> tuple[dict, dict]:
+    """(inputs, outputs) of one golden sample: an .npz of numeric ``in:NAME``/``out:NAME`` arrays, else GoldenError
+    (no pickled objects are ever loaded)."""
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except Exception as e:  # ValueError (object arrays), BadZipFile, OSError, EOFError...
+        raise GoldenError(f"sample '{file.name}' cannot be read as numeric arrays ({type(e).__name__}: "
+                          f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else ''})", fix) from None
+    bad = [f"'{k}' ({v.dtype})" for k, v in arrays.items() if v.dtype.kind not in "biufc"]
+    if bad:
+        raise GoldenError(f"sample '{file.name}' holds non-numeric array(s) {', '.join(bad)}", fix)
+    ins = {k[3:]: v for k, v in arrays.items() if k.startswith("in:")}
+    outs = {k[4:]: v for k, v in arrays.items() if k.startswith("out:")}
+    if not ins or not outs:
+        raise GoldenError(f"sample '{file.name}' lacks in:NAME and out:NAME arrays", fix)
+    return ins, outs
 
 
 def _elementwise(ref: np.ndarray, got: np.ndarray, atol: float, rtol: float) -> tuple[bool, dict]:

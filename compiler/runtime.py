@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import deploy
+from . import deploy, limits
 from .artifacts import TensorSpec
-from .errors import ConfigError, InspectError, RunError
+from .errors import ConfigError, InspectError, RunError, ValidationError
 
 TENSORRT_PLAN = "tensorrt-plan"
 ORT_FORMAT = "onnxruntime-ort"
@@ -45,6 +45,8 @@ def detect_format(path: Path) -> str:
         raise RunError(f"artifact '{path}' does not exist or is not a file", "pass the file written by compile/build")
     with open(path, "rb") as f:
         head = f.read(8)
+    if not head:
+        raise RunError(f"artifact '{path}' is empty", "pass the file written by compile/build, or rebuild it")
     if head[:4] == _TRT_MAGIC:
         return TENSORRT_PLAN
     if len(head) == 8 and head[4:8] == _ORT_IDENT:
@@ -72,8 +74,9 @@ def ort_session(model: Path | bytes, fmt: str = ONNX_MODEL):
     """
     import onnxruntime as ort
 
+    limits.quiet_onnxruntime()
     so = ort.SessionOptions()
-    so.log_severity_level = 3
+    so.log_severity_level = limits.ORT_QUIET
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if fmt == ORT_FORMAT:
         so.add_session_config_entry("session.load_model_format", "ORT")
@@ -111,7 +114,8 @@ class OrtRunner:
         from .interface import KEY, Interface
 
         self.path, self.format, self.backend = Path(path), fmt, "onnxruntime"
-        self.session = ort_session(self.path, fmt)
+        self.session = limits.BoundedSession(ort_session(self.path, fmt), f"'{self.path}'", RunError,
+                                             _onnx_proto(self.path) if fmt == ONNX_MODEL else None)
         self.inputs = _specs(self.session.get_inputs())
         self.outputs = _specs(self.session.get_outputs())
         raw = self.session.get_modelmeta().custom_metadata_map.get(KEY)
@@ -131,18 +135,24 @@ class OrtRunner:
             raise RunError(f"missing input(s) {', '.join(missing)}",
                            f"provide every input: {', '.join(t.name for t in self.inputs)}")
         names = [o.name for o in self.outputs]
-        try:
-            values = self.session.run(names, {t.name: feed[t.name] for t in self.inputs})
-        except Exception as e:  # onnxruntime's own error types (InvalidArgument, RuntimeException, ...)
-            raise RunError(f"onnxruntime failed to run '{self.path}' ({type(e).__name__}: "
-                           f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else ''})",
-                           "check the inputs' shapes and values; rerun with --debug for details") from e
+        values = self.session.run(names, {t.name: feed[t.name] for t in self.inputs})
         return OrderedDict(zip(names, values))
 
     def polygraphy_runner(self, name: str):
         from polygraphy.backend.onnxrt import OnnxrtRunner
 
-        return OnnxrtRunner(self.session, name=name)
+        session = limits.BoundedSession(self.session.session, f"'{name}'", ValidationError, self.session.model)
+        return OnnxrtRunner(session, name=name)
+
+
+def _onnx_proto(path: Path):
+    """The ModelProto at ``path`` without its external data (for the memory estimate), or None."""
+    import onnx
+
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception:  # onnxruntime loaded it; the estimate is only a guard
+        return None
 
 
 def load(path: Path, plugins=()):

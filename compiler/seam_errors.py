@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import re
 
+from .errors import CompilerError
+from .limits import MEMORY_FIX, TIMEOUT_FIX
+
 RUNTIME_FIX = ("the validation inputs may be outside what the model accepts: give the input's valid range with "
                "--val-range NAME:LO,HI, or real inputs with --data")
 
@@ -54,7 +57,9 @@ def run_sides(reference, candidate, loader, labels: tuple[str, str]):
         try:
             results = Comparator.run([runner], data_loader=loader)
         except Exception as e:  # any runtime's refusal of the data: TensorFlow, onnxruntime, an engine
-            text = str(e)
+            if isinstance(e, MemoryError) or (isinstance(e, CompilerError) and e.fix in (TIMEOUT_FIX, MEMORY_FIX)):
+                raise  # the evaluation bounds (compiler/limits.py) keep their own errors
+            text = str(e.cause if isinstance(e, CompilerError) else e)
             raise SeamRunError(side, label, failing_node(text), f"{type(e).__name__}: {_first_line(text)}") from e
         # RunResults.update() in Polygraphy 0.53.6 indexes its list by name and fails; append pairs.
         merged.lst.extend(results.lst)

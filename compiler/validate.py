@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import interface
+from . import interface, limits
 from .artifacts import TensorSpec
 from .config import PRECISION_MIN_AGREEMENT, Shape, ValidateConfig
-from .errors import ConfigError, InspectError, ValidationError
+from .errors import CompilerError, ConfigError, InspectError, OptimizeError, ValidationError
 from .seam_errors import SeamRunError, run_sides
 
 # Value ranges for seeded random inputs: floats centred on zero exercise signs
@@ -59,6 +59,7 @@ def resolve_shapes(inputs: tuple[TensorSpec, ...], given: dict[str, Shape], batc
                                f"pass --input-shapes {t.name}:{example} with N set to the size to build and "
                                "validate for")
         shapes[t.name] = tuple(batch if i == 0 and i in dyn else d for i, d in enumerate(t.shape))
+    limits.check_feed(inputs, shapes)
     return shapes
 
 
@@ -331,17 +332,17 @@ def _constant(arrays: list[np.ndarray]) -> bool:
     return flat.size > 1 and bool(np.all(flat == flat[0]))
 
 
-def onnx_runner(model: Path | bytes, name: str):
+def onnx_runner(model: Path | bytes, name: str, error=ValidationError):
     """A Polygraphy runner over an ONNX model that onnxruntime runs as written (see runtime.ort_session and,
-    for float16 graphs, compiler.emulate)."""
+    for float16 graphs, compiler.emulate), bounded in time and memory (compiler.limits); a failure is ``error``."""
     from polygraphy.backend.onnxrt import OnnxrtRunner
 
-    return OnnxrtRunner(validation_session(model), name=name)
+    return OnnxrtRunner(validation_session(model, f"'{name}'", error), name=name)
 
 
-def validation_session(model):
+def validation_session(model, what: str = "the model", error=ValidationError):
     """An onnxruntime session running ``model`` (path, bytes or ModelProto) as written, float16 rounding
-    included (compiler.emulate)."""
+    included (compiler.emulate); its ``run`` is bounded (``limits.BoundedSession``): failures are ``error``."""
     import onnx
 
     from .emulate import fp16_storage, has_float16
@@ -352,10 +353,10 @@ def validation_session(model):
         try:
             proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
         except Exception:  # not an ONNX file: ort_session says so in its own words
-            return ort_session(model)
+            return limits.BoundedSession(ort_session(model), what, error)
     if has_float16(proto):
         proto = fp16_storage(proto)
-    return ort_session(proto.SerializeToString())
+    return limits.BoundedSession(ort_session(proto.SerializeToString()), what, error, proto)
 
 
 def quiet_polygraphy() -> None:
@@ -380,20 +381,20 @@ class PassNumericsCheck:
         from polygraphy.comparator import Comparator
 
         self.inputs, self.shapes, self.cfg, self.tolerances = inputs, shapes, cfg, tolerances
-        self.reference = onnx_runner(reference_path, "before-passes")
+        self.reference = onnx_runner(reference_path, "before-passes", OptimizeError)
         self.ref_results = Comparator.run([self.reference], data_loader=data_loader(inputs, shapes, cfg))
 
     def __call__(self, model, pass_name: str) -> None:
         from polygraphy.comparator import Comparator, RunResults
 
-        from .errors import OptimizeError
-
         try:
-            cand = onnx_runner(model.SerializeToString(), f"after-{pass_name}")
+            cand = onnx_runner(model.SerializeToString(), f"after-{pass_name}", OptimizeError)
             change = interface.read(model)
             if change:  # e.g. layout_io made an input NCHW: feed it the same data, transposed
                 cand = interface.adapted(cand, change, self.inputs)
             cand_results = Comparator.run([cand], data_loader=data_loader(self.inputs, self.shapes, self.cfg))
+        except CompilerError:  # the budget ran out, or the graph would not fit: said in its own words
+            raise
         except Exception as e:  # onnxruntime rejecting the graph is the pass's fault: name it
             raise OptimizeError(f"after pass '{pass_name}' onnxruntime cannot run the graph "
                                 f"({type(e).__name__}: {str(e).splitlines()[0][:200]})",

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 
-from .infra import Pass, PassContext, PassResult
-from .rules import apply_rules
+from .infra import Pass, PassContext, PassError, PassResult
+from .rules import RuleFailed, apply_rules
+
+
+class UserRuleError(PassError):
+    """A rule from the user's --rules file raised (the message names the rule, the method and the node)."""
 
 
 class UserRules(Pass):
@@ -19,5 +23,8 @@ class UserRules(Pass):
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         if not ctx.rules:
             return PassResult(changed=False)
-        stats = apply_rules(graph, list(ctx.rules))
+        try:
+            stats = apply_rules(graph, list(ctx.rules))
+        except RuleFailed as e:
+            raise UserRuleError(f"user {e}") from e
         return PassResult(changed=bool(stats["applied"]), stats=stats)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import limits
 from ..artifacts import EngineArtifact, atomic_output
 from ..config import BuildConfig
 from ..errors import BuildError
@@ -52,17 +53,41 @@ def disabled_optimizers(flags: frozenset[str] | None = None) -> tuple[str, ...]:
     return DISABLED_OPTIMIZERS + (() if flags & VNNI_FLAGS else NO_VNNI_DISABLED)
 
 
+def huge_constants(onnx_path: Path) -> list[str]:
+    """Nodes computed from constants alone whose output would exceed ``limits.FOLD_CAP_BYTES`` (the ones
+    fold_constants refused): onnxruntime's own ConstantFolding would materialize them while building."""
+    import onnx
+
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception:  # onnxruntime will say what is wrong with the file
+        return []
+    const = {i.name for i in model.graph.initializer} | {""}
+    candidates = []
+    for node in model.graph.node:
+        if all(name in const for name in node.input) and node.op_type not in ("Loop", "If", "Scan"):
+            const.update(node.output)
+            candidates.append(node)
+    if not candidates:
+        return []
+    sizes = limits.tensor_sizes(model)
+    return [n.name or n.output[0] for n in candidates
+            if any(sizes.get(o, (0,))[0] > limits.FOLD_CAP_BYTES for o in n.output)]
+
+
 def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig()) -> EngineArtifact:
     import onnxruntime as ort
 
     out = Path(out)
     with atomic_output(out, "engine") as tmp:
+        limits.quiet_onnxruntime()
         so = ort.SessionOptions()
-        so.log_severity_level = 3
+        so.log_severity_level = limits.ORT_QUIET
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         so.optimized_model_filepath = str(tmp)
         so.add_session_config_entry("session.save_model_format", "ORT")
-        disabled = disabled_optimizers()
+        huge = huge_constants(Path(onnx_path))
+        disabled = disabled_optimizers() + (("ConstantFolding",) if huge else ())
         try:
             ort.InferenceSession(str(onnx_path), sess_options=so, providers=["CPUExecutionProvider"],
                                  disabled_optimizers=list(disabled))
@@ -75,4 +100,5 @@ def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig()) -> Engin
     return EngineArtifact(path=out, backend="onnxruntime", format=ORT_FORMAT,
                           summary={"bytes": out.stat().st_size, "optimization_level": "extended",
                                    "disabled_optimizers": list(disabled),
+                                   **({"not_folded": huge} if huge else {}),
                                    "onnxruntime": ort.__version__, "providers": ["CPUExecutionProvider"]})

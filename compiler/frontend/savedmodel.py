@@ -46,12 +46,15 @@ def check_model_path(path: Path) -> str:
 
 
 def _read_proto(path: Path):
+    pb = path / "saved_model.pb"
+    if pb.is_file() and pb.stat().st_size == 0:  # before TensorFlow loads: it would parse as an empty SavedModel
+        raise InspectError(f"'{pb}' is empty (0 bytes)",
+                           "re-save the model; the file was truncated or never written")
     import_tensorflow()
     from google.protobuf import message, text_format
     from tensorflow.core.protobuf import saved_model_pb2
 
     sm = saved_model_pb2.SavedModel()
-    pb = path / "saved_model.pb"
     try:
         if pb.is_file():
             sm.ParseFromString(pb.read_bytes())

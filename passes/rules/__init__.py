@@ -140,19 +140,36 @@ def apply_rules(graph: gs.Graph, rules: list[Rule]) -> dict:
                     continue
                 if not any(out.outputs or out in g.outputs for out in node.outputs):
                     break  # an earlier rule already replaced this node
-                if not rule.wants(node, g):
+                if not _call(rule, "wants", node, g):
                     continue
-                reason = rule.check(node, g)
+                reason = _call(rule, "check", node, g)
                 if reason:
                     refused.append({"rule": rule.name, "node": node.name, "reason": reason})
                     continue
-                note = rule.apply(node, g)
+                note = _call(rule, "apply", node, g)
                 applied.setdefault(rule.name, []).append(node.name)
                 if note:
                     notes.setdefault(rule.name, []).append(note)
     if applied:
         graph.cleanup(remove_unused_graph_inputs=False).toposort()
     return {"applied": applied, "refused": refused, **({"notes": notes} if notes else {})}
+
+
+class RuleFailed(Exception):
+    """A rule's ``wants``, ``check`` or ``apply`` raised; names the rule, the method and the node."""
+
+    def __init__(self, rule: str, method: str, node: str, error: BaseException):
+        self.rule, self.method, self.node = rule, method, node
+        lines = str(error).strip().splitlines()
+        super().__init__(f"rule '{rule}' raised {type(error).__name__}" + (f" ({lines[0][:200]})" if lines else "")
+                         + f" in {method}() on node '{node}'")
+
+
+def _call(rule: Rule, method: str, node: gs.Node, graph: gs.Graph):
+    try:
+        return getattr(rule, method)(node, graph)
+    except Exception as e:  # the rule's bug, not the graph's: say whose
+        raise RuleFailed(rule.name, method, node.name, e) from e
 
 
 class RuleFileError(Exception):
