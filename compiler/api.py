@@ -9,21 +9,47 @@ subcommands call these same functions. Files on disk are the seams.
 from __future__ import annotations
 
 import contextlib
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
-from .artifacts import EngineArtifact, ModelInfo, OnnxArtifact, TensorSpec, atomic_output, check_writable
+from .artifacts import (EngineArtifact, ModelInfo, OnnxArtifact, TensorSpec, atomic_output, check_writable,
+                        refuse_replacing_inputs, scratch_dir)
 from .config import CompileConfig, ExportConfig, OptimizeConfig, Shape, ValidateConfig
 from .dynamic_dims import DYNAMIC_FIX, describe, second_shapes, with_second_size
-from .errors import CompilerError, InternalError, OutputError, ValidationError, out_of_memory
+from .errors import CompilerError, InternalError, OutputError, ValidationError, interruption, out_of_memory
 from .index_ranges import index_ranges, with_index_ranges
 from .limits import time_budget
 from .report import Report, StageRecord
 from .seam_errors import RUNTIME_FIX
 
 Observer = Callable[[str, str, StageRecord | None], None]  # (event "start"|"end", stage, record)
+
+
+INTERMEDIATE_NAMES = ("model.onnx", "model.*.onnx", "saved_model")  # what --keep-intermediates writes
+DUMP_NAMES = ("[0-9][0-9][0-9]_*.onnx",)  # what --dump-passes writes (passes/infra.py)
+
+
+def compile_inputs(model: Path, cfg: CompileConfig) -> list[Path]:
+    """Every file or directory compile reads: the model, sample data, user rules, plugins (none may be replaced)."""
+    from .data import spec_paths  # lazily: it imports the passes, which `import compiler` must not
+
+    return [Path(model), *spec_paths(cfg.validate.data), *spec_paths(cfg.precision.calib_data),
+            *spec_paths(cfg.build.profile_data), cfg.optimize.rules_file, *cfg.build.plugins]
+
+
+def _guard_compile(model: Path, out: Path, report_path: Path, cfg: CompileConfig) -> None:
+    """compile's outputs, checked against its inputs before any work (``refuse_replacing_inputs``)."""
+    refuse_replacing_inputs(compile_inputs(model, cfg),
+                            [("engine", out), ("report", report_path), ("timing cache", cfg.build.timing_cache),
+                             ("calibration cache", calib_cache_path(cfg.precision, out))],
+                            [("intermediates directory", cfg.keep_intermediates, INTERMEDIATE_NAMES),
+                             ("pass dump directory", cfg.optimize.dump_dir, DUMP_NAMES)])
+
+
+def calib_cache_path(pcfg, out: Path) -> Path | None:
+    """Where int8 calibration is cached: the setting, else OUT.calib.json beside the output; None otherwise."""
+    return (pcfg.calib_cache or out.with_name(out.name + ".calib.json")) if pcfg.mode == "int8" else None
 
 
 def as_saved_model(model: Path, workdir: Path) -> Path:
@@ -77,8 +103,9 @@ def export_model(model_dir: Path, out: Path, cfg: ExportConfig = ExportConfig(),
                  info: ModelInfo | None = None) -> OnnxArtifact:
     from .frontend.export import export
 
-    with tempfile.TemporaryDirectory(prefix="tf2trt-keras-") as tmp:
-        model_dir = as_saved_model(model_dir, Path(tmp))
+    refuse_replacing_inputs([model_dir], [("ONNX model", out)])
+    with scratch_dir("tf2trt-keras-") as tmp:
+        model_dir = as_saved_model(model_dir, tmp)
         info = info or inspect_model(model_dir, cfg)
         require_safe(info, cfg)
         return export(Path(model_dir), Path(out), info.signature, cfg)
@@ -87,6 +114,8 @@ def export_model(model_dir: Path, out: Path, cfg: ExportConfig = ExportConfig(),
 def optimize_model(onnx_path: Path, out: Path, cfg: OptimizeConfig = OptimizeConfig(), check=None):
     from .optimize import optimize
 
+    refuse_replacing_inputs([onnx_path, cfg.rules_file], [("ONNX model", out)],
+                            [("pass dump directory", cfg.dump_dir, DUMP_NAMES)])
     return optimize(Path(onnx_path), Path(out), cfg, check)
 
 
@@ -111,6 +140,7 @@ def build_engine(onnx_path: Path, out: Path, cfg=None, shapes: dict[str, Shape] 
     from .validate import resolve_shapes
 
     cfg = cfg or BuildConfig()
+    refuse_replacing_inputs([onnx_path, *cfg.plugins], [("engine", out), ("timing cache", cfg.timing_cache)])
     tensorrt = resolve_backend(cfg.backend)[0] == "tensorrt"
     inputs, _ = io_specs(load(Path(onnx_path)))
     run_shapes = dict(shapes) if shapes else None
@@ -185,8 +215,7 @@ def check_trt(model: Path, cfg: CompileConfig = CompileConfig(), trt_major: int 
     from .backends.tensorrt import parser_verdict
     from .onnxutil import load
 
-    with tempfile.TemporaryDirectory(prefix="tf2trt-check-") as tmp:
-        tmp = Path(tmp)
+    with scratch_dir("tf2trt-check-") as tmp:
         source = as_saved_model(Path(model), tmp)
         info = inspect_model(source, cfg.export)
         onnx_path = source if info.format == "onnx" else export_model(source, tmp / "model.onnx", cfg.export,
@@ -235,9 +264,9 @@ def validate_artifacts(reference: Path, candidate: Path, seam: str, cfg: Validat
     from .validate import quiet_polygraphy
 
     quiet_polygraphy()
-    with tempfile.TemporaryDirectory(prefix="tf2trt-keras-") as tmp, time_budget(cfg.timeout_s):
-        reference = as_saved_model(Path(reference), Path(tmp) / "reference")
-        candidate = as_saved_model(Path(candidate), Path(tmp) / "candidate")
+    with scratch_dir("tf2trt-keras-") as tmp, time_budget(cfg.timeout_s):
+        reference = as_saved_model(Path(reference), tmp / "reference")
+        candidate = as_saved_model(Path(candidate), tmp / "candidate")
         return _validate(reference, candidate, seam, cfg, shapes, tolerances, export_cfg, labels, load_data=True)
 
 
@@ -401,13 +430,14 @@ def compile_model(model: Path, out: Path, cfg: CompileConfig = CompileConfig(),
     model, out = Path(model), Path(out)
     report_path = Path(cfg.report_path) if cfg.report_path else out.with_name(out.name + ".report.json")
     report = Report(model=str(model), out=str(out))
+    _guard_compile(model, out, report_path, cfg)
     check_writable(out, "engine")
     check_writable(report_path, "report")
     with contextlib.ExitStack() as stack:
         if cfg.keep_intermediates:
             workdir = _intermediates_dir(Path(cfg.keep_intermediates))
         else:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tf2trt-")))
+            workdir = stack.enter_context(scratch_dir("tf2trt-"))
         stack.enter_context(time_budget(cfg.validate.timeout_s))
         current = ["inspect"]
         try:
@@ -420,8 +450,9 @@ def compile_model(model: Path, out: Path, cfg: CompileConfig = CompileConfig(),
             if e.details is not None:
                 report.error["details"] = e.details
             raise
-        except KeyboardInterrupt:
-            report.error = {"stage": current[0], "message": "interrupted", "exit_code": 130}
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (errors.Terminated)
+            word, code = interruption(e)
+            report.error = {"stage": current[0], "message": word, "exit_code": code}
             raise
         except Exception as e:  # a bug: report it as one, with the stage it happened in
             err = InternalError(f"unexpected {type(e).__name__} in stage '{current[0]}': {e}",
@@ -475,7 +506,7 @@ def _lower(optimized: OnnxArtifact, change, pcfg, vcfg: ValidateConfig, user_sam
                                  limit=pcfg.calib_samples, seed=vcfg.seed, random_count=pcfg.random_calib_samples,
                                  ranges=vcfg.val_ranges)
         calib = change.feed_samples(calib)
-    cache = (pcfg.calib_cache or out.with_name(out.name + ".calib.json")) if calib is not None else None
+    cache = calib_cache_path(pcfg, out) if calib is not None else None
     art, result = apply_precision(optimized.path, precision_out, pcfg, samples, calib,
                                   vcfg.tolerances(precision_seam(pcfg.mode), pcfg.mode), cache)
     return art, result, cache
@@ -487,20 +518,23 @@ def lower_precision(onnx_path: Path, out: Path, cfg: OptimizeConfig, pcfg, vcfg:
 
     Returns (OnnxArtifact, [PassRecord] of the float32 passes, PrecisionResult).
     """
-    from .data import load_samples
+    from .data import load_samples, spec_paths
     from .interface import read as interface_of
     from .onnxutil import inspect_onnx, load
     from .validate import resolve_shapes
 
     onnx_path, out = Path(onnx_path), Path(out)
+    refuse_replacing_inputs([onnx_path, cfg.rules_file, *spec_paths(vcfg.data), *spec_paths(pcfg.calib_data)],
+                            [("ONNX model", out), ("calibration cache", calib_cache_path(pcfg, out))],
+                            [("pass dump directory", cfg.dump_dir, DUMP_NAMES)])
     info = inspect_onnx(onnx_path)
     vcfg = with_index_ranges(vcfg, index_ranges(load(onnx_path)))  # random calibration ids fit their tables
     shapes = resolve_shapes(info.inputs, cfg.input_shapes, vcfg.batch)
     inputs = tuple(TensorSpec(t.name, t.dtype, cfg.input_shapes.get(t.name, t.shape)) for t in info.inputs)
     user = load_samples(vcfg.data, inputs, shapes, what="validation", error=ValidationError, seed=vcfg.seed) \
         if vcfg.data else None
-    with tempfile.TemporaryDirectory(prefix="tf2trt-opt-") as tmp:
-        optimized, records = optimize_model(onnx_path, Path(tmp) / "model.opt.onnx", cfg, check)
+    with scratch_dir("tf2trt-opt-") as tmp:
+        optimized, records = optimize_model(onnx_path, tmp / "model.opt.onnx", cfg, check)
         change = interface_of(optimized.path)
         engine_shapes = {k: change.candidate_shape(k, v) for k, v in shapes.items()}
         art, result, _ = _lower(optimized, change, pcfg, vcfg, user, inputs, shapes, engine_shapes, out, out)

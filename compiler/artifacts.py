@@ -1,12 +1,21 @@
 """What one stage hands the next: paths on disk plus the tensor specs read from them.
 
 Files are the seam between stages, so any stage can be re-run alone from the
-CLI. ``atomic_output`` is the one way this package writes a user-visible file.
+CLI. ``atomic_output`` is the one way this package writes a user-visible file;
+``refuse_replacing_inputs`` keeps every output off the inputs, and
+``scratch_dir`` is the one way it makes a temporary directory.
+
+Everything temporary is registered until it is removed (``remove_leftovers``
+clears what an interrupted run left, on every exit path of the CLI). A file
+being written is named ``.NAME.tf2trt-PID-XXXXXXXX.partial`` beside NAME; only
+SIGKILL (or a power cut) can leave one, and any such file may be deleted.
 """
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +84,103 @@ class EngineArtifact:
     summary: dict = field(default_factory=dict)
 
 
+_LIVE: set[Path] = set()  # temp directories and partial files of this process, until they are removed
+
+
+def _partial_prefix(path: Path) -> str:
+    return f".{path.name}.tf2trt-{os.getpid()}-"
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+    _LIVE.discard(path)
+
+
+def remove_leftovers() -> None:
+    """Remove every temp directory and partial file this process made and has not removed yet."""
+    for path in sorted(_LIVE, reverse=True):
+        _remove(path)
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str = "tf2trt-"):
+    """A temporary directory (under TMPDIR), registered until it is removed on leaving the block."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    _LIVE.add(path)
+    try:
+        yield path
+    finally:
+        _remove(path)
+
+
+@contextlib.contextmanager
+def partial_dir(path: Path):
+    """A registered temporary directory beside ``path`` to be renamed into place; removed unless it was."""
+    path = Path(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_partial_prefix(path), suffix=".partial", dir=path.parent))
+    _LIVE.add(tmp)
+    try:
+        yield tmp
+    finally:  # renamed into place, or to be removed
+        _remove(tmp) if tmp.exists() else _LIVE.discard(tmp)
+
+
+def _resolved(path: Path) -> Path:
+    return Path(os.path.abspath(path)).resolve()
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    return directory in path.parents
+
+
+def _replaces(out: Path, source: Path) -> str | None:
+    """Why writing ``out`` would replace or land inside the input ``source``, or None."""
+    rout, rsource = _resolved(out), _resolved(source)
+    if rout == rsource:
+        return f"is the input '{source}'"
+    if out.exists() and source.exists() and os.path.samefile(out, source):
+        return f"is a hard link to the input '{source}'"
+    if source.is_dir() and _inside(rout, rsource):
+        return f"lies inside the input directory '{source}'"
+    if _inside(rsource, rout):
+        return f"holds the input '{source}', which writing it would replace"
+    return None
+
+
+def refuse_replacing_inputs(inputs, outputs, containers=()) -> None:
+    """Refuse (OutputError), before any work, an output that would replace an input or land inside one.
+
+    ``inputs``: paths read (files or directories; None is skipped). ``outputs``: (what, path) of each file or
+    directory written (a golden directory is replaced whole). ``containers``: (what, directory, names) for a
+    directory the run writes files matching the glob patterns ``names`` into (--keep-intermediates).
+    """
+    sources = [Path(p) for p in inputs if p is not None]
+    for what, out in outputs:
+        if out is None:
+            continue
+        for source in sources:
+            why = _replaces(Path(out), source)
+            if why:
+                raise OutputError(f"the {what} '{out}' {why}", "write outputs outside the inputs: choose "
+                                  "another path (no output ever replaces an input)")
+    for what, directory, names in containers:
+        if directory is None:
+            continue
+        rdir = _resolved(Path(directory))
+        for source in sources:
+            rsource = _resolved(source)
+            if source.is_dir() and (rdir == rsource or _inside(rdir, rsource)):
+                raise OutputError(f"the {what} '{directory}' lies inside the input directory '{source}'",
+                                  "write outputs outside the inputs: choose another directory")
+            if rsource.parent == rdir and any(fnmatch.fnmatch(rsource.name, n) for n in names):
+                raise OutputError(f"the {what} '{directory}' would replace the input '{source}' (it writes "
+                                  f"{', '.join(names)} there)", "write outputs outside the inputs: choose another "
+                                  "directory, or move the input")
+
+
 def check_writable(path: Path, what: str) -> None:
     """Fail early, before minutes of work, if ``path`` cannot be created."""
     path = Path(path)
@@ -88,7 +194,7 @@ def check_writable(path: Path, what: str) -> None:
         raise OutputError(f"cannot write {what} '{path}': directory '{parent}' does not exist",
                           f"create it first (mkdir -p {parent}) or choose another path")
     try:  # os.access is not enough (read-only mounts, /proc): really create a file
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+        fd, probe = tempfile.mkstemp(prefix=_partial_prefix(path), suffix=".probe", dir=parent)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
@@ -106,11 +212,12 @@ def atomic_output(path: Path, what: str = "output"):
     path = Path(path)
     check_writable(path, what)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_partial_prefix(path), suffix=".partial", dir=path.parent)
     except OSError as e:
         raise OutputError(f"cannot write {what} '{path}': {e.strerror or e}", "choose a writable location") from None
     os.close(fd)
     tmp_path = Path(tmp)
+    _LIVE.add(tmp_path)
     try:
         yield tmp_path
         if tmp_path.exists():  # mkstemp makes the file owner-only; give it the mode a plain open() would
@@ -118,11 +225,23 @@ def atomic_output(path: Path, what: str = "output"):
             os.umask(umask)
             os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
+        _LIVE.discard(tmp_path)
     except BaseException:
-        tmp_path.unlink(missing_ok=True)
+        _remove(tmp_path)
         raise
 
 
 def write_text_atomic(path: Path, text: str, what: str = "output") -> None:
     with atomic_output(path, what) as tmp:
         tmp.write_text(text)
+
+
+def replace_dir(new: Path, final: Path) -> None:
+    """Put the finished directory ``new`` at ``final`` (its sibling), replacing what was there. Two renames: a
+    reader sees the old directory or the new one, and a crash between them leaves none (never a mix)."""
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(new, final)
+    shutil.rmtree(old, ignore_errors=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -15,14 +16,15 @@ from pathlib import Path
 
 from . import __version__
 from .config import (BACKENDS, CALIB_METHODS, HARDWARE_COMPATIBILITY, PRECISIONS, PROFILE_STRATEGIES, BuildConfig,
-                     CompileConfig, ExportConfig, OptimizeConfig,
-                     PrecisionConfig, ValidateConfig, parse_names, parse_ranges, parse_shapes)
-from .errors import EXIT_INTERRUPTED, CompilerError, ConfigError, InternalError, out_of_memory
+                     CompileConfig, ExportConfig, OptimizeConfig, PrecisionConfig, ValidateConfig,
+                     check_tolerances, parse_names, parse_ranges, parse_shapes)
+from .artifacts import check_writable, refuse_replacing_inputs, remove_leftovers, scratch_dir
+from .errors import CompilerError, ConfigError, InternalError, Terminated, interruption, out_of_memory
 from .index_ranges import index_ranges
 from .limits import DEFAULT_TIMEOUT_S, check_timeout, time_budget
 
 SUBCOMMANDS = ("compile", "inspect", "export", "optimize", "build", "validate", "check-trt", "run", "bench", "record",
-               "check", "localize")
+               "check", "localize", "batch")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -182,6 +184,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="also write the report as one self-contained HTML page (tables, error histograms)")
     p.add_argument("--keep-intermediates", type=Path, metavar="DIR", help="keep model.onnx and model.opt.onnx")
     p.add_argument("--quiet", action="store_true", help="print only the result lines")
+    p.add_argument("--triton-repo", type=Path, metavar="DIR",
+                   help="also write DIR/<OUT's stem>/config.pbtxt and 1/model.<ext>: a Triton model repository entry")
 
     p = sub.add_parser("inspect", help="signatures, inputs/outputs, dynamic dims, op histogram")
     p.add_argument("model", type=Path)
@@ -277,7 +281,22 @@ def make_parser() -> argparse.ArgumentParser:
                    help="intermediate tensors marked as outputs per run (bounds memory; default: 64)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _common(p)
+    _batch_parser(sub)
     return top
+
+
+def _batch_parser(sub) -> None:
+    p = sub.add_parser("batch", help="compile every model of a project file (tf2trt.toml), check goldens, index")
+    p.add_argument("file", type=Path, nargs="?", help="project file (default: ./tf2trt.toml, else ./pyproject.toml)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="models built at once (default 1)")
+    p.add_argument("--only", metavar="NAME,...", help="build only these models")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: child processes here; ray: one Ray task per model (the ray extra)")
+    p.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join (default: start a local one)")
+    p.add_argument("--force", action="store_true", help="rebuild models whose inputs did not change")
+    p.add_argument("--build-dir", type=Path, metavar="DIR", help="default: build/ beside the project file")
+    p.add_argument("--triton-repo", type=Path, metavar="DIR", help="write a Triton model repository of the passed models")
+    _common(p)
 
 
 def _validate_cfg(a, enabled=True) -> ValidateConfig:
@@ -329,8 +348,9 @@ def cmd_compile(a) -> int:
                         keep_intermediates=a.keep_intermediates, report_path=a.report)
     report_path = a.report or a.out.with_name(a.out.name + ".report.json")
     if a.html is not None:
-        from .artifacts import check_writable
+        from .api import compile_inputs
 
+        refuse_replacing_inputs(compile_inputs(a.model, cfg), [("HTML report", a.html)])
         check_writable(a.html, "HTML report")  # before the work, not after it
     before = _file_id(report_path)
     try:
@@ -361,7 +381,30 @@ def cmd_compile(a) -> int:
         print(f"html: {a.html}")
     if a.keep_intermediates:
         print(f"intermediates: {a.keep_intermediates}")
+    if a.triton_repo is not None:
+        from .triton import write_model
+
+        print(f"triton: {write_model(a.triton_repo, a.out.stem, a.out, report.to_json())}")
     return 0
+
+
+def cmd_batch(a) -> int:
+    """Exit 0 only when every model passed (built, validated, matching its golden); 1 when one failed."""
+    from .batch import Options, run_batch, summary_table
+    from .project import compile_subparser, find_project_file, load_project
+
+    project = load_project(find_project_file(a.file), compile_subparser(make_parser()))
+    try:
+        index = run_batch(project, Options(jobs=a.jobs, only=a.only, executor=a.executor, ray_address=a.ray_address,
+                                           force=a.force, triton_repo=a.triton_repo, build_dir=a.build_dir))
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): 130 or 143, as for every command
+        word, code = interruption(e)
+        _err(f"error: {word}; the models that finished are kept, and the same command resumes from them")
+        return code
+    print(summary_table(index))
+    if a.triton_repo is not None:
+        print(f"triton: {a.triton_repo}")
+    return 0 if index["passed"] else 1
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:
@@ -381,14 +424,12 @@ def _write_html(html_path: Path, report_path: Path) -> None:
 
 
 def cmd_inspect(a) -> int:
-    import tempfile
-
     from .api import as_saved_model, inspect_model
 
     if a.tensors:
         return _list_tensors(a.model, a.json)
-    with tempfile.TemporaryDirectory(prefix="tf2trt-keras-") as tmp:
-        info = inspect_model(as_saved_model(a.model, Path(tmp)), ExportConfig(signature=a.signature, tag=a.tag))
+    with scratch_dir("tf2trt-keras-") as tmp:
+        info = inspect_model(as_saved_model(a.model, tmp), ExportConfig(signature=a.signature, tag=a.tag))
     ranges = _index_ranges(info)
     if a.json:
         print(json.dumps(info.to_json() | {"index_ranges": {k: r.to_json() for k, r in ranges.items()}}, indent=2))
@@ -482,12 +523,11 @@ def cmd_optimize(a) -> int:
         return 0
     if a.model is None or a.out is None:
         raise ConfigError("optimize needs MODEL.onnx and OUT.onnx", "python -m compiler optimize in.onnx out.onnx")
-    cfg = _optimize_cfg(a)
+    cfg, vcfg = _optimize_cfg(a), _validate_cfg(a)
     check = None
     info = inspect_onnx(a.model)  # a bad input is blamed on the input, before any pass runs
     if cfg.check_each_pass:
         quiet_polygraphy()
-        vcfg = _validate_cfg(a)
         check = PassNumericsCheck(a.model, info.inputs, resolve_shapes(info.inputs, cfg.input_shapes, vcfg.batch),
                                   vcfg, vcfg.tolerances("onnx→optimized"))
     pcfg = _precision_cfg(a)
@@ -498,7 +538,7 @@ def cmd_optimize(a) -> int:
         return 0
     from .api import lower_precision
 
-    art, records, result = lower_precision(a.model, a.out, cfg, pcfg, _validate_cfg(a), check)
+    art, records, result = lower_precision(a.model, a.out, cfg, pcfg, vcfg, check)
     _print_records(records + result.records)
     for notice in result.notices:
         print(f"WARNING: {notice}")
@@ -530,6 +570,7 @@ def cmd_build(a) -> int:
     if notice:
         print(f"NOTICE: {notice}")
     cfg = _build_cfg(a, backend)
+    refuse_replacing_inputs([a.model, *cfg.plugins], [("engine", a.out), ("timing cache", cfg.timing_cache)])
     shapes = parse_shapes(a.input_shapes)
     samples = None
     if cfg.profile_strategy:
@@ -635,10 +676,11 @@ def cmd_run(a) -> int:
     """Run an artifact once; print each output's dtype, shape and min/max/mean over its finite values."""
     import numpy as np
 
-    from .artifacts import atomic_output, check_writable
+    from .artifacts import atomic_output
     from .runtime import output_stats
 
     if a.outputs is not None:
+        refuse_replacing_inputs([a.engine, a.inputs], [("outputs file", a.outputs)])
         check_writable(a.outputs, "outputs")  # before any work
     runner, feed, prepared, source, notes = _runtime_inputs(a)
     outputs = prepared.results(runner.infer(prepared.feed))
@@ -705,9 +747,10 @@ def cmd_record(a) -> int:
 
 def cmd_check(a) -> int:
     """Exit 0 when every output matches the golden, 1 when one regressed (errors keep their own codes)."""
-    from .artifacts import check_writable, write_text_atomic
+    from .artifacts import write_text_atomic
     from .regress import check, junit_xml, parse_compare, table
 
+    refuse_replacing_inputs([a.model, a.golden], [("JUnit report", a.junit), ("HTML report", a.html)])
     for path, what in ((a.junit, "JUnit report"), (a.html, "HTML report")):
         if path is not None:
             check_writable(path, what)
@@ -745,6 +788,7 @@ def cmd_localize(a) -> int:
 
     if a.batch < 1 or a.batch_size < 1:
         raise ConfigError("--batch and --batch-size must be at least 1", "pass a positive number")
+    check_tolerances(a.atol, a.rtol)
     quiet_polygraphy()
     default_atol, default_rtol = DEFAULT_TOLERANCES["onnx→optimized"]
     tolerances = (default_atol if a.atol is None else a.atol, default_rtol if a.rtol is None else a.rtol)
@@ -776,11 +820,50 @@ COMMAND_STAGES = {"inspect": "inspect", "export": "export", "optimize": "optimiz
 COMMANDS = {"compile": cmd_compile, "inspect": cmd_inspect, "export": cmd_export, "optimize": cmd_optimize,
             "build": cmd_build, "validate": cmd_validate, "check-trt": cmd_check_trt, "record": cmd_record,
             "check": cmd_check, "run": cmd_run,
-            "bench": cmd_bench, "localize": cmd_localize}
+            "bench": cmd_bench, "localize": cmd_localize, "batch": cmd_batch}
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; SIGINT and SIGTERM unwind it like Ctrl-C (exit 130/143), and whatever temporary it
+    made is removed on every way out."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    handlers = _catch_signals(quiet="--debug" not in argv)
+    try:
+        return _main(argv)
+    finally:
+        for sig in handlers:  # a signal now would cut the cleanup short
+            signal.signal(sig, signal.SIG_IGN)
+        remove_leftovers()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def _catch_signals(quiet: bool) -> dict:
+    """Make SIGTERM raise ``Terminated`` (and SIGINT KeyboardInterrupt) once; a repeat while the run unwinds
+    is ignored, so the cleanup finishes. Returns the handlers to restore (none off the main thread).
+
+    Interrupting library code can leave half-built objects whose finalizers then fail ("Exception ignored
+    in ... Traceback", e.g. TensorFlow's ApiDefMap mid-import); unless ``quiet`` is off (--debug) those
+    consequences of the interruption are not printed."""
+    def raise_once(signum, frame):
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
+        if quiet:
+            sys.unraisablehook = lambda unraisable: None
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, raise_once)
+    except ValueError:  # not the main thread: leave signals to the caller
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        return {}
+    return previous
+
+
+def _main(argv: list[str]) -> int:
     if argv and argv[0] not in SUBCOMMANDS and not argv[0].startswith("-"):
         argv.insert(0, "compile")  # `python -m compiler MODEL OUT` is the main job
     debug = "--debug" in argv
@@ -806,9 +889,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: not an error
         sys.stdout = open(os.devnull, "w")
         return 0
-    except KeyboardInterrupt:
-        _err("error: interrupted; no engine was written")
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated)
+        word, code = interruption(e)
+        _err(f"error: {word}; partial outputs and temporary files were removed")
+        return code
     except MemoryError:  # a stage that did not say which: name the command's
         if debug:
             traceback.print_exc()

@@ -5,6 +5,7 @@ here touches TensorFlow, ONNX or a backend.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,20 @@ def parse_ranges(specs) -> dict[str, tuple[float, float]]:
                               "write e.g. --val-range image:0,255 (or 0,1 for every input)")
         ranges[name] = (lo, hi)
     return ranges
+
+
+def is_tolerance(value) -> bool:
+    """A usable tolerance: a real number, finite and >= 0 (NaN compares false with everything, so a NaN
+    tolerance would pass any difference; a negative one would fail equal values)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
+def check_tolerances(atol, rtol) -> None:
+    """Refuse (ConfigError) an ``atol``/``rtol`` that is not ``is_tolerance``; None means "the default"."""
+    for name, value in (("atol", atol), ("rtol", rtol)):
+        if value is not None and not is_tolerance(value):
+            raise ConfigError(f"tolerance {name} {value!r} is not a finite number >= 0",
+                              f"give {name} as a number such as 1e-4 (0 demands exact equality)")
 
 
 def parse_names(spec: str | None) -> tuple[str, ...]:
@@ -231,6 +246,9 @@ class ValidateConfig:
 
     def __post_init__(self):
         check_timeout(self.timeout_s)
+
+    def __post_init__(self):
+        check_tolerances(self.atol, self.rtol)
 
     def tolerances(self, seam: str, precision: str = "fp32") -> tuple[float, float]:
         """(atol, rtol) for ``seam``; a seam that lowers precision, or an engine built from a lowered graph,

@@ -61,6 +61,14 @@ class Samples:
         return f"Samples({self.source!r}, digest={self.digest[:12]})"
 
 
+def spec_paths(spec: str | None) -> tuple[Path, ...]:
+    """The files or directories a sample ``spec`` reads (none for random data): what no output may replace."""
+    if spec is None or spec == "random":
+        return ()
+    match = _PY_SPEC.match(str(spec))
+    return (Path(match["file"]),) if match and not Path(spec).exists() else (Path(spec),)
+
+
 def load_samples(spec: str | None, inputs: tuple[TensorSpec, ...], shapes: dict[str, tuple[int, ...]], *,
                  what: str = "calibration", error: type[CompilerError] = ConfigError,
                  limit: int | None = None, seed: int = 0, random_count: int = 8, ranges: dict | None = None) -> Samples:

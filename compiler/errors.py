@@ -92,7 +92,19 @@ class InternalError(CompilerError):
     exit_code = 70
 
 
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C): 128 + 2, as shells report it
+EXIT_TERMINATED = 143  # SIGTERM (timeout, CI runners, container stops): 128 + 15
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process was so it unwinds like Ctrl-C: partial outputs and temp directories
+    are removed on the way out (the CLI turns the signal into this)."""
+
+
+def interruption(e: KeyboardInterrupt) -> tuple[str, int]:
+    """(the word for it, the exit code) of a KeyboardInterrupt: "terminated"/143 for SIGTERM, else 130."""
+    return ("terminated", EXIT_TERMINATED) if isinstance(e, Terminated) else ("interrupted", EXIT_INTERRUPTED)
+
 
 ALL_ERRORS = (ConfigError, InspectError, ExportError, OptimizeError, PrecisionError, BuildError,
               ValidationError, OutputError, InternalError)

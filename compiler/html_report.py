@@ -523,6 +523,38 @@ def render_check(result: dict) -> str:
     return _page(f"regression check: {result.get('artifact')} ({status})", body)
 
 
+def _seams_cell(seams: list[dict]) -> Markup:
+    """Each seam's worst max abs error over its outputs, failed seams marked."""
+    parts = [f"{_e(s.get('seam'))} {_num(s.get('max_abs'), '.1e')}" + ("" if s.get("passed") else " FAIL")
+             for s in seams or []]
+    return Markup("<br>".join(parts) if parts else "—")
+
+
+def render_batch(index: dict) -> str:
+    """A batch run's index (build/index.json): one row per model, linking each model's own report page."""
+    models = index.get("models") or []
+    counts = index.get("counts") or {}
+    rows = []
+    for r in models:
+        link = (Markup(f'<a href="{_e(r["name"])}/{_e(r["report"])}">report</a>') if r.get("report") else "—")
+        check = r.get("check")
+        rows.append([r.get("name"), _badge("ok" if r.get("status") == "passed" else r.get("status")),
+                     r.get("stage") or "", r.get("error") or "", _seams_cell(r.get("seams")),
+                     "—" if check is None else ("ok" if check.get("passed") else "REGRESSION"),
+                     _num(r.get("latency_ms"), ".3f"), _num(r.get("size_bytes"), "d"), r.get("precision") or "—",
+                     r.get("backend") or "—", _num(r.get("seconds"), ".1f"), link])
+    passed = index.get("passed")
+    body = [f"<h1>Batch: {_e(index.get('project'))} {_badge('ok' if passed else 'failed')}</h1>",
+            f'<p class="banner {"good" if passed else "bad"}">{counts.get("passed", 0)} passed, '
+            f'{counts.get("unchanged", 0)} unchanged, {counts.get("failed", 0)} failed '
+            f'in {_num(index.get("seconds"), ".1f")} s</p>',
+            '<h2 id="models">Models</h2>' + _table(
+                ["model", "status", "failed stage", "why", "seams (max abs)", "golden", "p50 ms", "bytes",
+                 "precision", "backend", "seconds", "report"], rows, numeric={6, 7, 10},
+                row_class=lambda i: "failedrow" if models[i].get("status") == "failed" else "")]
+    return _page(f"batch: {index.get('project')}", body)
+
+
 def write_html(path: Path, text: str) -> None:
     """Write the page atomically (a failed write leaves no half file), as ASCII with character references so
     it reads the same whatever the locale's encoding."""

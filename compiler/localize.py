@@ -38,10 +38,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import check_tolerances
 from .errors import CompilerError, ValidationError
+from .sandbox import read_onnx
+from .validate import error_stats, mismatches
 
 EXPORT = "export"  # created_by of a node no pass recorded: the exporter made it
-POLYGRAPHY_EPSILON = 2.220446049250313e-16  # added to zeros in the denominator, as Polygraphy does
 DEFAULT_BATCH_SIZE = 64
 LINE_SUSPECTS = 3  # suspects named in line(); the JSON has them all
 
@@ -137,8 +139,6 @@ class Localization:
 
 
 def _load(path: Path, role: str):
-    import onnx
-
     path = Path(path)
     if not path.exists():
         raise ValidationError(f"localize: {role} '{path}' does not exist", "pass two ONNX files")
@@ -146,7 +146,9 @@ def _load(path: Path, role: str):
         raise ValidationError(f"localize: {role} '{path}' is a directory; localize compares two ONNX files",
                               f"export it first: python -m compiler export {path} model.onnx")
     try:
-        return onnx.load(str(path))
+        return read_onnx(path)
+    except CompilerError:  # external data outside the model's directory
+        raise
     except Exception as e:  # onnx raises DecodeError, OSError, ValueError... for a bad file
         raise ValidationError(f"localize: {role} '{path}' is not a readable ONNX model ({type(e).__name__}: "
                               f"{str(e).splitlines()[0][:200] if str(e) else ''})",
@@ -235,28 +237,11 @@ def _run(session, feed: dict, names: list[str]) -> dict:
 
 
 def _mismatch(ref: np.ndarray, cand: np.ndarray, atol: float, rtol: float) -> bool:
-    """Any element outside tolerance (see the module docstring)."""
-    if ref.dtype.kind in "iub":
-        return not np.array_equal(ref, cand)
-    a, b = np.asarray(ref, dtype=np.float64), np.asarray(cand, dtype=np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        same = (a == b) | (np.isnan(a) & np.isnan(b))
-        absdiff = np.abs(a - b)
-        denom = np.abs(np.where(b == 0, POLYGRAPHY_EPSILON, b))
-        rel = absdiff / denom
-        bad = ~same & ((absdiff > atol) | np.isnan(absdiff)) & ((rel > rtol) | np.isnan(rel))
-    return bool(np.any(bad))
+    """Any element outside tolerance (``validate.mismatches``, the seams' rule)."""
+    return bool(mismatches(ref, cand, atol, rtol).any())
 
 
 def _stats(ref: np.ndarray, cand: np.ndarray) -> tuple[float, float]:
-    from .validate import error_stats
-
-    if ref.dtype.kind == "f" or cand.dtype.kind == "f":
-        with np.errstate(invalid="ignore", over="ignore"):
-            same = (np.asarray(ref, np.float64) == np.asarray(cand, np.float64)) | \
-                (np.isnan(np.asarray(ref, np.float64)) & np.isnan(np.asarray(cand, np.float64)))
-        # Matching NaN/inf agree (module docstring): leave them out of the statistics, which would be NaN.
-        ref, cand = np.where(same, 0, ref), np.where(same, 0, cand)
     with np.errstate(invalid="ignore"):  # an infinite relative error (a zero reference) in the quantiles
         stats = error_stats(ref, cand)
     return stats["max_abs"], stats["max_rel"]
@@ -292,6 +277,7 @@ def localize(reference: Path, candidate: Path, feeds, tolerances: tuple[float, f
 
     start = time.perf_counter()
     reference, candidate = Path(reference), Path(candidate)
+    check_tolerances(*tolerances)
     atol, rtol = (float(t) for t in tolerances)
     if batch_size < 1:
         raise ValidationError(f"localize: the batch size must be at least 1, got {batch_size}",
@@ -300,7 +286,6 @@ def localize(reference: Path, candidate: Path, feeds, tolerances: tuple[float, f
     if not feeds:
         raise ValidationError("localize: no input samples", "give at least one feed")
     ref, cand = _load(reference, "reference"), _load(candidate, "candidate")
-
     ref_inputs, cand_inputs = _graph_inputs(ref), _graph_inputs(cand)
     if set(ref_inputs) != set(cand_inputs):
         raise ValidationError(f"localize: the models' inputs differ: reference takes {', '.join(ref_inputs)}; "

@@ -7,7 +7,8 @@ from pathlib import Path
 import onnx
 
 from .artifacts import ModelInfo, TensorSpec
-from .errors import InspectError
+from .errors import CompilerError, InspectError
+from .sandbox import read_onnx
 
 
 def _value_spec(vi: onnx.ValueInfoProto) -> TensorSpec:
@@ -48,8 +49,11 @@ def tensor_table(model: onnx.ModelProto) -> list[tuple[str, str, TensorSpec | No
 
 
 def load(path: Path) -> onnx.ModelProto:
+    """The ONNX model at ``path`` with its external data, which must lie inside its directory (compiler/sandbox.py)."""
     try:
-        return onnx.load(str(path))
+        return read_onnx(path)
+    except CompilerError:
+        raise
     except Exception as e:  # onnx raises DecodeError, OSError, ValueError... for a bad file
         raise InspectError(f"'{path}' is not a readable ONNX model ({type(e).__name__}: {e})",
                            "pass a valid .onnx file or a SavedModel directory") from None

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 import onnx
 
 from . import interface, limits
-from .artifacts import OnnxArtifact, atomic_output, write_text_atomic
+from .artifacts import OnnxArtifact, atomic_output, scratch_dir, write_text_atomic
 from .config import PRECISION_MIN_AGREEMENT, PrecisionConfig
 from .errors import CompilerError, PrecisionError
 
@@ -139,7 +138,7 @@ def calibrate(model_bytes: bytes, samples, method: str, percentile: float) -> di
     if method == "percentile":
         options["percentile"] = percentile
     limits.quiet_onnxruntime()  # the calibrator's sessions warn about initializers they drop
-    with tempfile.TemporaryDirectory(prefix="tf2trt-calib-") as tmp:
+    with scratch_dir("tf2trt-calib-") as tmp:
         src = Path(tmp) / "model.onnx"
         src.write_bytes(model_bytes)
         try:
@@ -219,7 +218,7 @@ def _outputs(model: onnx.ModelProto, samples, change=None, what: str = "the floa
 def within(reference: list, candidate: list, atol: float, rtol: float, scaled: bool) -> bool:
     """The precision seam's verdict (validate.judge's rule) on plain arrays: every float element within atol
     (scaled by the peak) or rtol; integer outputs equal on PRECISION_MIN_AGREEMENT of their elements."""
-    from .validate import effective_atol
+    from .validate import effective_atol, mismatches
 
     for k in range(len(reference[0])):
         ref = np.stack([np.asarray(r[k], dtype=np.float64) for r in reference])
@@ -228,12 +227,7 @@ def within(reference: list, candidate: list, atol: float, rtol: float, scaled: b
             if ref.size and np.mean(ref == cand) < PRECISION_MIN_AGREEMENT:
                 return False
             continue
-        a = effective_atol(atol, ref, scaled)
-        absdiff = np.abs(ref - cand)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rel = absdiff / np.abs(ref)
-        bad = ~((absdiff <= a) | (rel <= rtol))
-        if bad.any():
+        if mismatches(ref, cand, effective_atol(atol, ref, scaled), rtol).any():
             return False
     return True
 

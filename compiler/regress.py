@@ -33,15 +33,15 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .artifacts import TensorSpec
-from .config import DEFAULT_TOLERANCES, PRECISION_TOLERANCES, PRECISIONS, ExportConfig
+from .artifacts import TensorSpec, partial_dir, refuse_replacing_inputs
+from .config import DEFAULT_TOLERANCES, PRECISION_TOLERANCES, PRECISIONS, ExportConfig, check_tolerances, is_tolerance
 from .errors import ConfigError, GoldenError, RunError
+from .sandbox import member
 
 GOLDEN_FORMAT = "tf2trt-golden/1"
 MANIFEST = "manifest.json"
@@ -169,15 +169,17 @@ def record(model: Path, golden: Path, *, inputs: str | None = None, shapes: dict
            tolerances: tuple[float | None, float | None] = (None, None), compare: dict | None = None,
            export_cfg: ExportConfig = ExportConfig(), plugins=(), force: bool = False) -> dict:
     """Run ``model`` on the samples and write the golden directory ``golden`` (atomically); returns the manifest."""
-    from .data import load_samples
+    from .data import load_samples, spec_paths
     from .validate import resolve_shapes
 
     golden = Path(golden)
+    refuse_replacing_inputs([model, *spec_paths(inputs)], [("golden directory", golden)])
     if golden.exists() and (not golden.is_dir() or any(golden.iterdir())) and not force:
         raise GoldenError(f"'{golden}' already exists and is not empty",
                           "choose a new directory, or pass --force to replace the recording")
     if precision is not None and precision not in PRECISIONS:
         raise ConfigError(f"unknown precision '{precision}'", f"use one of {', '.join(PRECISIONS)}")
+    check_tolerances(*tolerances)
     parent = golden.parent if str(golden.parent) else Path(".")
     if not parent.is_dir():
         from .errors import OutputError
@@ -195,16 +197,12 @@ def record(model: Path, golden: Path, *, inputs: str | None = None, shapes: dict
         resolved = resolve_shapes(specs, dict(shapes or {}), batch) if needs_shapes else dict(shapes or {})
         data = load_samples(inputs, specs, resolved, what="golden", error=ConfigError, seed=seed,
                             random_count=samples, ranges=ranges)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{golden.name}.", suffix=".partial", dir=parent))
-        try:
+        with partial_dir(golden) as tmp:
             manifest = _write(subject, data, tmp, dict(compare or {}),
                               {"precision": precision, "seed": seed if data.random else None, "tolerances": tol})
             if golden.exists():
                 shutil.rmtree(golden) if golden.is_dir() else golden.unlink()
             os.replace(tmp, golden)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     finally:
         subject.close()
     return manifest
@@ -267,7 +265,10 @@ def read_golden(golden: Path) -> tuple[dict, list[tuple[dict, dict]]]:
         raise GoldenError(f"'{path}' lists no samples", fix)
     samples = []
     for entry in manifest["samples"]:
-        file = golden / str(entry.get("file", ""))
+        if not isinstance(entry, dict):
+            raise GoldenError(f"manifest sample entry '{entry}' is not an object with 'file' and 'sha256'", fix)
+        file = member(golden, entry.get("file"), "manifest sample", GoldenError, "list samples by their file names in the "
+                      "golden directory; record it again: python -m compiler record MODEL --golden DIR")
         if not file.is_file():
             raise GoldenError(f"sample '{entry.get('file')}' listed in the manifest is missing from '{golden}'", fix)
         if _sha256_path(file) != entry.get("sha256"):
@@ -297,17 +298,11 @@ def _read_sample(file: Path, fix: str) -> tuple[dict, dict]:
 
 
 def _elementwise(ref: np.ndarray, got: np.ndarray, atol: float, rtol: float) -> tuple[bool, dict]:
-    from .validate import error_stats
+    """(verdict, error statistics) by the seams' rule (``validate.mismatches``: NaN agrees only with NaN)."""
+    from .validate import error_stats, mismatches
 
-    if ref.dtype.kind in "iub":
-        return bool(np.array_equal(ref, got)), error_stats(ref, got)
-    r64, g64 = ref.astype(np.float64), got.astype(np.float64)
-    absdiff = np.abs(r64 - g64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(absdiff == 0, 0.0, absdiff / np.abs(r64))
-    same_nan = np.isnan(r64) & np.isnan(g64)
-    ok = bool(np.all((absdiff <= atol) | (rel <= rtol) | same_nan))
-    return ok, error_stats(np.where(same_nan, 0, r64), np.where(same_nan, 0, g64))
+    with np.errstate(invalid="ignore"):
+        return not bool(mismatches(ref, got, atol, rtol).any()), error_stats(ref, got)
 
 
 def _match_boxes(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
@@ -327,7 +322,7 @@ def _match_boxes(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
 def compare_output(name: str, refs: list[np.ndarray], gots: list[np.ndarray], mode: str, atol: float,
                    rtol: float) -> dict:
     """One output over every sample: statistics, the |a-b| histogram, and the verdict of ``mode``."""
-    from .validate import error_histogram
+    from .validate import error_histogram, nonfinite_matches
 
     detail = None
     for ref, got in zip(refs, gots):
@@ -360,7 +355,8 @@ def compare_output(name: str, refs: list[np.ndarray], gots: list[np.ndarray], mo
     passed = passed and ok
     return {"name": name, "compare": mode, "passed": passed, "shape": list(refs[0].shape),
             "atol": 0.0 if exact else atol, "rtol": 0.0 if exact else rtol,
-            "histogram": error_histogram(flat_ref, flat_got), "detail": detail, **stats}
+            "histogram": error_histogram(flat_ref, flat_got), "detail": detail,
+            "nonfinite_matched": 0 if exact else nonfinite_matches(flat_ref, flat_got), **stats}
 
 
 def check(model: Path, golden: Path, *, atol: float | None = None, rtol: float | None = None,
@@ -369,6 +365,7 @@ def check(model: Path, golden: Path, *, atol: float | None = None, rtol: float |
     import time
 
     start = time.perf_counter()
+    check_tolerances(atol, rtol)
     manifest, samples = read_golden(golden)
     subject = open_subject(model, export_cfg, plugins)
     recorded = [i["name"] for i in manifest.get("inputs", [])]
@@ -377,9 +374,7 @@ def check(model: Path, golden: Path, *, atol: float | None = None, rtol: float |
         raise GoldenError(f"'{golden}' was recorded for inputs {', '.join(sorted(recorded))}, but '{model}' takes "
                           f"{', '.join(takes)}", "check the model it was recorded for, or record a new golden")
     modes = {**manifest.get("compare", {}), **(compare or {})}
-    tol = manifest.get("tolerances", {})
-    atol = tol.get("atol", DEFAULT_TOLERANCES["validate"][0]) if atol is None else atol
-    rtol = tol.get("rtol", DEFAULT_TOLERANCES["validate"][1]) if rtol is None else rtol
+    atol, rtol = _recorded_tolerances(manifest, golden, atol, rtol)
     try:
         results = [subject.infer(ins) for ins, _ in samples]
     finally:
@@ -396,13 +391,32 @@ def check(model: Path, golden: Path, *, atol: float | None = None, rtol: float |
     outputs = [compare_output(n, [np.asarray(o[n]) for _, o in samples], [np.asarray(r[n]) for r in results],
                               modes.get(n, "elementwise"), atol, rtol) for n in names]
     passed = all(o["passed"] for o in outputs)
+    notes = list(subject.notes) + [
+        f"output '{o['name']}' is NaN or infinite at {o['nonfinite_matched']} element(s) in both the golden and the "
+        "model; they count as equal there, so only its finite values were checked"
+        for o in outputs if o.get("nonfinite_matched")]
     return {"status": "passed" if passed else "failed", "passed": passed, "artifact": str(model),
             "format": subject.kind, "backend": subject.backend, "golden": str(golden),
             "model_changed": subject.sha256 != manifest.get("model", {}).get("sha256"),
             "manifest": {k: manifest.get(k) for k in ("created", "tool", "model", "backend", "precision", "seed",
                                                        "inputs_source", "tolerances", "versions")},
             "samples": len(samples), "tolerances": {"atol": atol, "rtol": rtol}, "outputs": outputs,
-            "first_divergence": None, "notes": list(subject.notes), "seconds": time.perf_counter() - start}
+            "first_divergence": None, "notes": notes, "seconds": time.perf_counter() - start}
+
+
+def _recorded_tolerances(manifest: dict, golden: Path, atol, rtol) -> tuple[float, float]:
+    """(atol, rtol): the overrides given, else the manifest's, which must be finite numbers >= 0."""
+    tol = manifest.get("tolerances")
+    tol = tol if isinstance(tol, dict) else {}
+    chosen = []
+    for key, given, default in (("atol", atol, DEFAULT_TOLERANCES["validate"][0]),
+                                ("rtol", rtol, DEFAULT_TOLERANCES["validate"][1])):
+        value = tol.get(key, default) if given is None else given
+        if not is_tolerance(value):
+            raise GoldenError(f"'{Path(golden) / MANIFEST}' records tolerance {key} {value!r}, which is not a finite "
+                              "number >= 0", f"record it again, or override it with --{key}")
+        chosen.append(value)
+    return chosen[0], chosen[1]
 
 
 def table(result: dict) -> str:

@@ -26,6 +26,7 @@ import numpy as np
 from . import deploy, limits
 from .artifacts import TensorSpec
 from .errors import ConfigError, InspectError, RunError, ValidationError
+from .sandbox import check_external_data
 
 TENSORRT_PLAN = "tensorrt-plan"
 ORT_FORMAT = "onnxruntime-ort"
@@ -55,10 +56,11 @@ def detect_format(path: Path) -> str:
         import onnx
 
         model = onnx.load(str(path), load_external_data=False)
-        if model.graph.node or model.graph.output:
-            return ONNX_MODEL
     except Exception:  # any parse failure means "not ONNX"; we say what it is not, below
-        pass
+        model = None
+    if model is not None and (model.graph.node or model.graph.output):
+        check_external_data(model, path)  # onnxruntime reads it from the file: it must be inside the sandbox
+        return ONNX_MODEL
     raise RunError(f"'{path}' is not a TensorRT plan, an onnxruntime ORT artifact or an ONNX model "
                    f"(first bytes: {head!r})", "pass an engine built by this compiler, or rebuild it")
 
@@ -98,6 +100,14 @@ def _specs(args) -> tuple[TensorSpec, ...]:
     """TensorSpecs of onnxruntime's NodeArgs (symbolic dims become None)."""
     return tuple(TensorSpec(a.name, _ort_dtype(a.type), tuple(d if isinstance(d, int) else None for d in a.shape))
                  for a in args)
+
+
+def session_io(session) -> list[dict]:
+    """An onnxruntime session's IO as the engine summary lists it (TensorRT's form: -1 marks a dynamic dim)."""
+    return [{"name": t.name, "mode": mode, "dtype": t.dtype,
+             "shape": [d if isinstance(d, int) and d >= 0 else -1 for d in t.shape]}
+            for mode, args in (("input", session.get_inputs()), ("output", session.get_outputs()))
+            for t in _specs(args)]
 
 
 def _cpus() -> int:

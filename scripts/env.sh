@@ -24,7 +24,7 @@ if [ ! -f "$stamp" ]; then
   echo "setting up $venv (first run installs TensorFlow, tf2onnx, onnxruntime, Polygraphy) ..." >&2
   "$py" -m venv "$venv"
   "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >&2
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$root[test,bench,coverage]" >&2
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$root[test,bench,ray,coverage]" >&2
   rm -f "$venv"/.installed-*
   touch "$stamp"
 fi

@@ -129,3 +129,17 @@ def test_runtime_benchmark_on_one_fixture(tmp_path):
     assert all(r["outputs_agree"] and r["median_p50_ms"] > 0 for r in rows.values())
     for name in rows:
         assert re.search(rf"^{name}\s+[\d.]+\s+[\d.]+\s+[\d.]+x\s+agree$", proc.stdout, re.M), proc.stdout
+
+
+def test_batch_benchmark_on_one_fixture(tmp_path):
+    """One model with --jobs 1, then the unchanged rerun: the table, the ratio line and the JSON."""
+    out = tmp_path / "batch.json"
+    proc = subprocess.run([sys.executable, "scripts/bench/batch.py", "--models", "1", "--configs", "jobs1",
+                           "--rerun-limit", "1", "--json", str(out)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert re.search(r"^rerun with nothing changed: [\d.]+% of the first run \(ok", proc.stdout, re.M), proc.stdout
+    data = json.loads(out.read_text())
+    assert data["rows"]["jobs1"]["counts"] == {"passed": 1, "unchanged": 0, "failed": 0}
+    assert data["rows"]["rerun"]["counts"] == {"passed": 0, "unchanged": 1, "failed": 0}
+    assert data["rows"]["jobs1"]["peak_rss_mib"] > 50 and data["rerun_ratio"] < 1

@@ -14,7 +14,8 @@ from .. import limits
 from ..artifacts import EngineArtifact, atomic_output
 from ..config import BuildConfig
 from ..errors import BuildError
-from ..runtime import ORT_FORMAT, detect_format
+from ..runtime import ORT_FORMAT, detect_format, session_io
+from ..sandbox import check_onnx_file
 
 # onnxruntime rewrites we refuse, each with the reason. Pad_Fusion folds a
 # constant-zero Pad into the next op's `pads`; for MaxPool those pads act as
@@ -79,6 +80,7 @@ def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig()) -> Engin
     import onnxruntime as ort
 
     out = Path(out)
+    check_onnx_file(onnx_path)  # onnxruntime reads external data from beside the file
     with atomic_output(out, "engine") as tmp:
         limits.quiet_onnxruntime()
         so = ort.SessionOptions()
@@ -89,8 +91,8 @@ def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig()) -> Engin
         huge = huge_constants(Path(onnx_path))
         disabled = disabled_optimizers() + (("ConstantFolding",) if huge else ())
         try:
-            ort.InferenceSession(str(onnx_path), sess_options=so, providers=["CPUExecutionProvider"],
-                                 disabled_optimizers=list(disabled))
+            session = ort.InferenceSession(str(onnx_path), sess_options=so, providers=["CPUExecutionProvider"],
+                                           disabled_optimizers=list(disabled))
         except Exception as e:  # onnxruntime's exception types are not importable portably
             raise BuildError(f"onnxruntime cannot build the model ({type(e).__name__}: "
                              f"{str(e).splitlines()[0][:300]})",
@@ -101,4 +103,5 @@ def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig()) -> Engin
                           summary={"bytes": out.stat().st_size, "optimization_level": "extended",
                                    "disabled_optimizers": list(disabled),
                                    **({"not_folded": huge} if huge else {}),
-                                   "onnxruntime": ort.__version__, "providers": ["CPUExecutionProvider"]})
+                                   "onnxruntime": ort.__version__, "providers": ["CPUExecutionProvider"],
+                                   "io": session_io(session)})

@@ -26,6 +26,7 @@ from pathlib import Path
 from ..artifacts import EngineArtifact, TensorSpec, atomic_output
 from ..config import BuildConfig, Shape
 from ..errors import BuildError, RunError
+from ..sandbox import check_onnx_file
 
 INSTALL_HINT = ("install TensorRT and its Python bindings on a machine with an NVIDIA GPU and driver "
                 "(pip install 'tf2trt-compiler[tensorrt]'), or use --backend onnxruntime, which runs on CPU")
@@ -211,6 +212,7 @@ def _parse(onnx_path: Path):
     from polygraphy.backend.trt import CreateNetwork
     from polygraphy.backend.trt.util import get_trt_logger
 
+    check_onnx_file(onnx_path)  # the parser reads external data from beside the file
     builder, network = CreateNetwork(strongly_typed=True)()
     trt.init_libnvinfer_plugins(get_trt_logger(), "")
     parser = trt.OnnxParser(network, get_trt_logger())
@@ -330,6 +332,7 @@ def parser_verdict(onnx_path: Path) -> dict | None:
     from polygraphy.backend.trt import CreateNetwork
     from polygraphy.backend.trt.util import get_trt_logger
 
+    check_onnx_file(onnx_path)  # the parser may read external data from beside the file
     _, network = CreateNetwork(strongly_typed=True)()
     parser = trt.OnnxParser(network, get_trt_logger())
     supported = bool(parser.supports_model_v2(Path(onnx_path).read_bytes(), str(onnx_path)))

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..artifacts import ModelInfo, TensorSpec
 from ..errors import InspectError
+from ..sandbox import check_asset, check_saved_model_tree
 from . import import_tensorflow
 
 INIT_OP_KEY = "__saved_model_init_op"
@@ -42,6 +43,7 @@ def check_model_path(path: Path) -> str:
         hint = f"did you mean '{nested[0]}'?" if nested else \
             "pass the directory written by model.export() or tf.saved_model.save()"
         raise InspectError(f"'{path}' is not a SavedModel: it has no saved_model.pb", hint)
+    check_saved_model_tree(path)  # before TensorFlow reads a byte of it
     return "saved_model"
 
 
@@ -119,6 +121,8 @@ def inspect_saved_model(path: Path, signature: str | None = None, tag: str = "se
         listing = "; ".join(",".join(t) for t in tag_sets) or "none"
         raise InspectError(f"no MetaGraph with tag '{tag}'; tag sets present: {listing}",
                            f"pass --tag {tag_sets[0][0]}" if tag_sets and tag_sets[0] else "re-save the model")
+    for asset in meta.asset_file_def:
+        check_asset(path, asset.filename)
     sigs = {k: v for k, v in meta.signature_def.items() if k != INIT_OP_KEY}
     chosen = choose_signature(sorted(sigs), signature)
     sig = sigs[chosen]
