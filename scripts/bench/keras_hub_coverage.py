@@ -463,38 +463,10 @@ def print_table(results: list[Result], markdown: bool = False) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip())
 
 
-def versions() -> dict[str, str]:
-    from compiler.report import versions as installed
-
-    found = installed(VERSIONED_PACKAGES)
-    found.pop("python", None)
-    return {pkg: v or "not installed" for pkg, v in found.items()}
-
-
 def _keras_hub_missing() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("keras_hub") is None
-
-
-def _select(specs_: list[dict], only: str | None, ap) -> list[dict]:
-    if not only:
-        return specs_
-    wanted = [n.strip().lower() for n in only.split(",") if n.strip()]
-    known = {s["name"].lower() for s in specs_}
-    unknown = [n for n in wanted if n not in known]
-    if unknown:
-        ap.error(f"unknown model(s): {', '.join(unknown)}; see --list")
-    return [s for s in specs_ if s["name"].lower() in wanted]
-
-
-def _load_specs(env: dict) -> list[dict]:
-    proc = subprocess.run([sys.executable, SELF, "--discover"], capture_output=True, text=True, env=env,
-                          cwd=REPO_ROOT)
-    if proc.returncode != 0:
-        raise SystemExit(f"error: survey: model discovery failed (exit {proc.returncode}): "
-                         f"{proc.stderr.strip()[-500:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _survey(specs_: list[dict], root: Path, a, env: dict) -> list[Result]:
@@ -546,15 +518,15 @@ def main(argv: list[str] | None = None) -> int:
         print("error: survey: keras-hub is not installed; fix: pip install -e .[coverage]", file=sys.stderr)
         return 3
     env = dict(os.environ)
-    chosen = _select(_load_specs(env), a.only, ap)
+    chosen = kc.select_specs(kc.load_specs(env, SELF), a.only, ap)
     if a.list:
         for s in chosen:
             print(f"{s['name']:<13} {s['group']:<11} {s['input_shapes'] or '':<40} {s['detail']}")
         return 0
     root = a.keep or Path(tempfile.mkdtemp(prefix="keras-hub-coverage-"))
     root.mkdir(parents=True, exist_ok=True)
-    git = kc.git_state()
-    print(f"versions: {', '.join(f'{k} {v}' for k, v in versions().items())}; python {platform.python_version()}")
+    git, found = kc.git_state(), kc.versions(VERSIONED_PACKAGES)
+    print(f"versions: {', '.join(f'{k} {v}' for k, v in found.items())}; python {platform.python_version()}")
     print(f"code: HEAD {kc.code_label(git)}; {len(chosen)} models; seed {SEED}\n", flush=True)
     started = time.perf_counter()
     try:
@@ -574,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{ok}/{len(results)} compiled and validated (survey took {total / 60:.1f} min)")
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps({"versions": versions(), "git": git, "seed": SEED, "survey_seconds": total,
+        a.json.write_text(json.dumps({"versions": found, "git": git, "seed": SEED, "survey_seconds": total,
                                       "summary": {"models": len(results), "compiled_and_validated": ok},
                                       "results": [asdict(r) for r in results]}, indent=2, ensure_ascii=False) + "\n")
     return 0
