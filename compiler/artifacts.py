@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import hashlib
 import os
 import shutil
 import tempfile
@@ -44,6 +45,7 @@ class TensorSpec:
     name: str
     dtype: str  # numpy dtype name: "float32", "int64", ...
     shape: tuple[int | str | None, ...]  # int = static, str/None = dynamic
+    unknown_rank: bool = False  # the model declares no rank; ``shape`` is then (None,), fully dynamic
 
     @property
     def dynamic_dims(self) -> list[int]:
@@ -298,3 +300,17 @@ def replace_dir(new: Path, final: Path) -> None:
         os.replace(final, old)
     os.replace(new, final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def content_sha256(path: Path) -> str:
+    """sha256 of a file, or of a directory's files (relative names and bytes, sorted), e.g. a SavedModel."""
+    h = hashlib.sha256()
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__, triton
-from .artifacts import replace_dir, write_text_atomic
+from .artifacts import content_sha256, replace_dir, write_text_atomic
 from .errors import ALL_ERRORS, ConfigError, OutputError, Terminated
 from .html_report import render_batch, write_html
 from .project import ModelSpec, Project
@@ -85,23 +85,13 @@ def tool_digest() -> str:
     return h.hexdigest()
 
 
-def _hash_path(h, path: Path) -> None:
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for f in files:
-        h.update(f"{f.relative_to(path) if f != path else f.name}\0{f.stat().st_size}\0".encode())
-        with open(f, "rb") as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                h.update(block)
-
-
 def input_hash(spec: ModelSpec, toolchain: dict) -> str:
     """Content hash of everything a build reads: model files, data, golden, settings, tool and library versions."""
     settings = {k: v for k, v in spec.settings.items() if k not in LIMITS}  # limits do not change what is built
     h = hashlib.sha256(json.dumps({"settings": settings, "argv": spec.argv, "toolchain": toolchain},
                                   sort_keys=True, default=str).encode())
     for path in spec.inputs:
-        h.update(b"\0input\0")
-        _hash_path(h, path)
+        h.update(b"\0input\0" + content_sha256(path).encode())
     return h.hexdigest()
 
 

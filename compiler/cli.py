@@ -20,6 +20,7 @@ from .config import (BACKENDS, CALIB_METHODS, HARDWARE_COMPATIBILITY, PRECISIONS
                      check_tolerances, parse_names, parse_ranges, parse_shapes)
 from .artifacts import check_writable, refuse_replacing_inputs, remove_leftovers, scratch_dir
 from .errors import CompilerError, ConfigError, InternalError, Terminated, interruption, out_of_memory
+from .index_ranges import index_ranges
 from .limits import DEFAULT_TIMEOUT_S, check_timeout, time_budget
 
 SUBCOMMANDS = ("compile", "inspect", "export", "optimize", "build", "validate", "check-trt", "run", "bench", "record",
@@ -446,8 +447,9 @@ def cmd_inspect(a) -> int:
         return _list_tensors(a.model, a.json)
     with scratch_dir("tf2trt-keras-") as tmp:
         info = inspect_model(as_saved_model(a.model, tmp), ExportConfig(signature=a.signature, tag=a.tag))
+    ranges = _index_ranges(info)
     if a.json:
-        print(json.dumps(info.to_json(), indent=2))
+        print(json.dumps(info.to_json() | {"index_ranges": {k: r.to_json() for k, r in ranges.items()}}, indent=2))
         return 0
     via = " via Keras model.export()" if Path(a.model).is_file() and info.format == "saved_model" else ""
     print(f"model: {a.model} ({info.format}{via})")
@@ -460,9 +462,24 @@ def cmd_inspect(a) -> int:
         for t in specs:
             dyn = f"  dynamic axes: {t.dynamic_dims}" if t.dynamic_dims else ""
             print(f"  {t.name}: {t.dtype} {t.shape_text()}{dyn}")
+    if ranges:
+        print("index ranges (random validation data; --val-range overrides):")
+        for name, r in ranges.items():
+            print(f"  {name}: {r.text()}")
+    elif info.format == "saved_model":
+        print("index ranges: read from the exported ONNX graph (compile's report lists them per input)")
     ops = sorted(info.ops.items(), key=lambda kv: (-kv[1], kv[0]))
     print(f"ops ({sum(info.ops.values())} nodes): " + ", ".join(f"{k} {v}" for k, v in ops))
     return 0
+
+
+def _index_ranges(info) -> dict:
+    """The integer inputs of an ONNX model that index a table, and their ranges (compiler/index_ranges.py)."""
+    if info.format != "onnx":
+        return {}
+    from .onnxutil import load
+
+    return index_ranges(load(Path(info.path)))
 
 
 def _list_tensors(model: Path, as_json: bool) -> int:

@@ -19,7 +19,7 @@ def _value_spec(vi: onnx.ValueInfoProto) -> TensorSpec:
     except (KeyError, TypeError, ValueError):
         dtype = onnx.TensorProto.DataType.Name(tt.elem_type).lower()
     if not tt.HasField("shape"):
-        return TensorSpec(vi.name, dtype, (None,))
+        return TensorSpec(vi.name, dtype, (None,), unknown_rank=True)
     dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim)
     return TensorSpec(vi.name, dtype, dims)
 

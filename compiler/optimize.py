@@ -8,7 +8,7 @@ from pathlib import Path
 import onnx
 import onnx_graphsurgeon as gs
 
-from passes import FreezeInputShapes, InferShapes, PassBug, PassError, PassManager, build_pipeline
+from passes import FreezeInputShapes, InferShapes, PassBug, PassError, PassManager, build_pipeline, contract
 from passes.rules import RuleFileError, load_rules_file
 from passes.user_rules import UserRuleError
 
@@ -38,9 +38,7 @@ def optimize(onnx_path: Path, out: Path, cfg: OptimizeConfig = OptimizeConfig(),
     """Returns (OnnxArtifact, [PassRecord]). ``check(model, pass_name)`` runs after each changing pass."""
     _quiet_graphsurgeon()
     try:
-        pipeline = build_pipeline(cfg.passes, cfg.skip_passes, input_shapes=dict(cfg.input_shapes),
-                                  inputs_as_nchw=cfg.inputs_as_nchw, outputs_as_nchw=cfg.outputs_as_nchw,
-                                  rules=tuple(_user_rules(cfg.rules_file)))
+        pipeline = _pipeline(cfg)
     except PassError as e:
         raise ConfigError(str(e), "list passes with `python -m compiler optimize --list-passes`") from None
     model = load(Path(onnx_path))
@@ -61,13 +59,9 @@ def optimize(onnx_path: Path, out: Path, cfg: OptimizeConfig = OptimizeConfig(),
                             f"work around it with --skip-pass {e.pass_name}, and please report it") from e
     except PassError as e:
         raise OptimizeError(str(e), "fix the settings it names, or skip the pass with --skip-pass NAME") from e
-    try:
-        onnx.checker.check_model(result)
-    except onnx.checker.ValidationError as e:
-        last = manager.records[-1].name if manager.records else "?"
-        raise OptimizeError(f"the passes produced an invalid ONNX model (last pass: {last}): "
-                            f"{str(e).splitlines()[0][:300]}",
-                            "re-run with --check-each-pass to name the pass, and skip it with --skip-pass") from e
+    problem = contract.violation(result)
+    if problem:
+        _name_breaking_pass(model, result, problem, cfg)
     with atomic_output(Path(out), "optimized ONNX model") as tmp:
         onnx.save(result, str(tmp))
     inputs, outputs = io_specs(result)
@@ -90,6 +84,34 @@ def _pick(tensors: dict, names, flag: str) -> list:
             raise OptimizeError(f"{flag} tensor '{name}' has no known dtype after shape inference",
                                 "cut at a different tensor, or give --input-shapes so inference can finish")
     return [tensors[n] for n in names]
+
+
+def _pipeline(cfg: OptimizeConfig) -> list:
+    """The passes ``cfg`` selects, each configured by its constructor (a fresh list: passes hold state)."""
+    return build_pipeline(cfg.passes, cfg.skip_passes, input_shapes=dict(cfg.input_shapes),
+                          inputs_as_nchw=cfg.inputs_as_nchw, outputs_as_nchw=cfg.outputs_as_nchw,
+                          rules=tuple(_user_rules(cfg.rules_file)))
+
+
+def _name_breaking_pass(model, result, problem: str, cfg: OptimizeConfig):
+    """The pipeline's output breaks its contract (passes/contract.py): run it again checking after every pass,
+    and raise an OptimizeError naming the first pass whose output breaks it. An input that breaks the contract
+    itself (custom-domain ops onnxruntime lacks) only has to stay valid ONNX."""
+    if contract.violation(model) is not None:
+        try:
+            onnx.checker.check_model(result)
+            return
+        except onnx.checker.ValidationError as e:
+            raise OptimizeError(f"the passes produced an invalid ONNX model: {str(e).splitlines()[0][:300]}",
+                                "re-run with --check-each-pass to name the pass, and skip it with --skip-pass") from e
+    try:
+        PassManager(_pipeline(cfg), max_iterations=cfg.max_iterations,
+                    check=contract.check_after_each_pass).run(model)
+    except contract.ContractBroken as e:
+        raise OptimizeError(f"pass '{e.pass_name}' broke the graph: {e.problem}",
+                            f"skip it with --skip-pass {e.pass_name}, and please report it") from e
+    raise OptimizeError(f"the optimized graph is not valid ONNX ({problem}), and no single pass's output shows it",
+                        "re-run with --check-each-pass, or --dump-passes DIR to inspect each pass's output")
 
 
 def cut(onnx_path: Path, out: Path, cfg: OptimizeConfig) -> tuple[OnnxArtifact, OptimizeConfig]:

@@ -49,6 +49,7 @@ def compile_model(model: Path, out: Path, cfg: CompileConfig = CompileConfig(),
         state = State(cfg, out, workdir, model)
         state = stage("inspect", inspect.run, state)  # IO, shapes, profiles, backend: everything after needs them
         state = stage("export", export.run, state, skips=export.skips)  # tf2onnx, verified
+        state = export.find_index_ranges(state)  # random ids that fit their tables
         state = stage("optimize", optimize.run, state, then=optimize.refuse_unparseable)  # the passes
         state = optimize.load_data(state)  # --data once, for the precision stage and every seam
         # fp16/int8 as graph rewrites (TensorRT 11 has no precision flags)
@@ -179,7 +180,9 @@ def _fill(report: Report, state: State) -> None:
     report.notices, report.intermediates = list(state.notices), dict(state.intermediates)
     if model is not None:
         report.safety, report.backend, report.backend_notice = model.safety, state.backend, state.backend_notice
-        report.inputs = [t.to_json() | {"validation_shape": list(state.shapes[t.name])} for t in model.inputs]
+        report.inputs = [t.to_json() | {"validation_shape": list(state.shapes[t.name])}
+                         | ({"index_range": state.index_ranges[t.name]} if t.name in state.index_ranges else {})
+                         for t in model.inputs]
         report.outputs = [t.to_json() for t in model.outputs]
     if state.exported is not None:
         report.set_graph("exported", state.exported.ops)
@@ -200,3 +203,4 @@ def _fill(report: Report, state: State) -> None:
         report.engine = {"path": str(state.out), "backend": state.engine.backend, "format": state.engine.format,
                          **state.engine.summary}
     report.validation, report.localization = list(state.seams), state.localization
+

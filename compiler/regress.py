@@ -29,7 +29,6 @@ Outputs that are sets rather than tensors compare by matching
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import shutil
@@ -42,8 +41,7 @@ import numpy as np
 import onnx
 
 from . import __version__
-from .api import inspect_model, require_safe
-from .artifacts import TensorSpec, partial_dir, refuse_replacing_inputs
+from .artifacts import TensorSpec, content_sha256, partial_dir, refuse_replacing_inputs
 from .config import DEFAULT_TOLERANCES, PRECISION_TOLERANCES, PRECISIONS, ExportConfig, check_tolerances, is_tolerance
 from .common.samples import load_samples, spec_paths
 from .errors import ConfigError, GoldenError, OutputError, RunError
@@ -51,6 +49,7 @@ from .frontend.tfrun import TfSavedModelRunner
 from .report import versions
 from .runtime import ONNX_MODEL, load, run
 from .sandbox import member
+from .stages.inspect import inspect_model, require_safe
 from .validate import error_histogram, error_stats, mismatches, nonfinite_matches, resolve_shapes
 
 GOLDEN_FORMAT = "tf2trt-golden/1"
@@ -83,20 +82,6 @@ class Subject:
             self._close = None
 
 
-def _sha256_path(path: Path) -> str:
-    """sha256 of a file, or of a directory's files (relative names and bytes, sorted), e.g. a SavedModel."""
-    h = hashlib.sha256()
-    path = Path(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        if path.is_dir():
-            h.update(str(f.relative_to(path)).encode() + b"\0")
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
-
-
 def open_subject(path: Path, export_cfg: ExportConfig = ExportConfig(), plugins=()) -> Subject:
     """A runnable Subject for a SavedModel directory, an ONNX file or a built artifact."""
     path = Path(path)
@@ -109,12 +94,12 @@ def open_subject(path: Path, export_cfg: ExportConfig = ExportConfig(), plugins=
         def infer_tf(feed):
             return dict(runner.infer(feed, check_inputs=False))
 
-        return Subject(path, "saved_model", "tensorflow", info.inputs, _sha256_path(path), infer_tf,
+        return Subject(path, "saved_model", "tensorflow", info.inputs, content_sha256(path), infer_tf,
                        _close=runner.deactivate)
     if not path.exists():
         raise RunError(f"'{path}' does not exist", "pass a SavedModel directory, an .onnx file or a built engine")
     runner = load(path, plugins=plugins)
-    subject = Subject(path, runner.format, runner.backend, runner.inputs, _sha256_path(path))  # load detected it
+    subject = Subject(path, runner.format, runner.backend, runner.inputs, content_sha256(path))  # load detected it
 
     def infer_artifact(feed):
         result = run(runner, feed)
@@ -221,7 +206,7 @@ def _write(subject: Subject, data, tmp: Path, compare: dict, settings: dict) -> 
         name = f"{i:04d}.npz"
         np.savez(tmp / name, **{f"in:{k}": v for k, v in feed.items()},
                  **{f"out:{k}": np.asarray(v) for k, v in result.items()})
-        files.append({"file": name, "sha256": _sha256_path(tmp / name)})
+        files.append({"file": name, "sha256": content_sha256(tmp / name)})
     manifest = {
         "format": GOLDEN_FORMAT,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -266,7 +251,7 @@ def read_golden(golden: Path) -> tuple[dict, list[tuple[dict, dict]]]:
                       "golden directory; record it again: python -m compiler record MODEL --golden DIR")
         if not file.is_file():
             raise GoldenError(f"sample '{entry.get('file')}' listed in the manifest is missing from '{golden}'", fix)
-        if _sha256_path(file) != entry.get("sha256"):
+        if content_sha256(file) != entry.get("sha256"):
             raise GoldenError(f"sample '{file.name}' does not match its sha256 in the manifest (changed or "
                               "truncated since it was recorded)", fix)
         samples.append(_read_sample(file, fix))

@@ -23,6 +23,8 @@ from .errors import CompilerError, OptimizeError, ValidationError
 from .frontend.tfrun import TfSavedModelRunner
 from .common.io_change import Interface
 from .sandbox import read_onnx
+from .seam_errors import SeamRunError, run_sides
+
 
 def data_loader(inputs: tuple[TensorSpec, ...], shapes: dict[str, Shape], cfg: ValidateConfig):
     from polygraphy.common import TensorMetadata  # polygraphy is heavy: lazy
@@ -79,6 +81,9 @@ class SeamResult:
     warnings: list[str] = field(default_factory=list)
     data: str | None = None  # where the inputs came from when not seeded random (--data, a precision seam)
     atol_scaled: bool = False  # a precision seam: each output's atol is scaled by its peak magnitude
+    run_error: dict | None = None  # a side failed to run (compiler/seam_errors.py): {side, node, message}
+    other_sizes: list = field(default_factory=list)  # the same seam at a second size (compiler/dynamic_dims.py)
+    failed_at_second_size: bool = False
 
     def __bool__(self):
         return self.passed
@@ -88,7 +93,7 @@ class SeamResult:
                 "seed": self.seed, "iterations": self.iterations,
                 "shapes": {k: list(v) for k, v in self.shapes.items()}, "note": self.note,
                 "warnings": self.warnings, "data": self.data or f"seeded random (seed {self.seed})",
-                "atol_scaled_by_peak": self.atol_scaled,
+                "atol_scaled_by_peak": self.atol_scaled, "run_error": self.run_error, "other_sizes": self.other_sizes,
                 "outputs": {k: v.to_json() for k, v in self.outputs.items()}}
 
     def failure_line(self) -> str:
@@ -247,8 +252,6 @@ def side_runner(side: Side):
 def compare(seam: Seam, cfg: ValidateConfig) -> SeamResult:
     """Run both sides of ``seam`` on the same data and judge every output of the reference (``judge``); the
     candidate is fed through its interface change, so it takes the reference's data and answers in its layout."""
-    from polygraphy.comparator import Comparator
-
     reference, candidate = side_runner(seam.reference), side_runner(seam.candidate)
     change = seam.change()
     if change:
@@ -256,7 +259,14 @@ def compare(seam: Seam, cfg: ValidateConfig) -> SeamResult:
     if reference.name == candidate.name:
         candidate.name = seam.candidate.label + " (candidate)"
     loader = seam.samples if seam.samples is not None else data_loader(seam.inputs(), seam.shapes, cfg)
-    result = judge(Comparator.run([reference, candidate], data_loader=loader), seam, cfg)
+    try:
+        results = run_sides(reference, candidate, loader, (seam.reference.label, seam.candidate.label))
+    except SeamRunError as e:  # a side that cannot run on these inputs: a failed seam that says where
+        return SeamResult(seam.name, seam.reference.label, seam.candidate.label, False, seed=cfg.seed,
+                          iterations=cfg.iterations, shapes=dict(seam.shapes), note=e.note(),
+                          data=seam.samples.source if seam.samples is not None else None,
+                          run_error={"side": e.side, "node": e.node, "message": e.message})
+    result = judge(results, seam, cfg)
     if seam.samples is not None:
         result.iterations, result.data = len(seam.samples), seam.samples.source
     return result

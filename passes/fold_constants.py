@@ -19,6 +19,7 @@ import onnx_graphsurgeon as gs
 
 from compiler.limits import FOLD_CAP_BYTES, bounded_sessions, budget, human, tensor_bytes
 
+from . import gs_cast_elision
 from .infra import Pass, PassResult, structure
 
 # Ops whose values are sequences or optionals: a constant can only hold a tensor, and graphsurgeon
@@ -44,9 +45,11 @@ class FoldConstants(Pass):
             sub.ir_version = sub.ir_version or graph.ir_version
         oversized = {n.name: size for g in [graph, *graph.subgraphs(recursive=True)] for n in g.nodes
                      if (size := output_bytes(n)) is not None and size > self.max_bytes}
+        guards = gs_cast_elision.guard(graph)  # graphsurgeon 0.6.1 bug: see passes/gs_cast_elision.py
         with bounded_sessions("constant folding") as stopped:
             graph.fold_constants(fold_shapes=True, flatten_subgraphs=True, size_threshold=self.max_bytes,
                                  should_exclude_node=lambda n: n.op in NON_TENSOR_OPS or n.name in oversized)
+        gs_cast_elision.unguard(guards)
         graph.cleanup(remove_unused_graph_inputs=False)
         after = structure(graph)
         folded = sum(len(n) for n, _ in before) - sum(len(n) for n, _ in after)

@@ -334,10 +334,78 @@ def dtypes(out: Path):
     return {"x": rng.normal(0, 1, (2, 4)), "ids": rng.integers(0, 9, (2, 6), dtype=np.int64)}, "serving_default"
 
 
+# --- Fixtures for real-model failure classes (issue 16): each is the smallest model that hit one. ---
+
+
+def keras_argmax(out: Path):
+    """Keras 3 Dense → logits and ``keras.ops.argmax``: on floats it lowers through a sign-bit bitcast."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input((10,), name="x")
+    logits = keras.layers.Dense(5, name="dense")(x)
+    keras.Model(x, {"logits": logits, "label": keras.ops.argmax(logits, axis=-1)}).export(str(out), verbose=False)
+    return {"x": np.random.default_rng(31).normal(0, 1, (3, 10)).astype(np.float32)}, "serving_default"
+
+
+def small_table(out: Path):
+    """BERT-like ids: ``segment_ids`` index a 2-row Embedding, ``token_ids`` a 16-row one (Keras 3 wraps
+    negative ids with where(i < 0, i + n, i), which tf2onnx lowers to Add/Mul)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    seg = keras.Input((6,), dtype="int32", name="segment_ids")
+    tok = keras.Input((6,), dtype="int32", name="token_ids")
+    x = keras.layers.Embedding(2, 4, name="segment_embedding")(seg) + keras.layers.Embedding(16, 4)(tok)
+    keras.Model([seg, tok], keras.layers.Dense(3, name="head")(x)).export(str(out), verbose=False)
+    rng = np.random.default_rng(32)
+    return {"segment_ids": rng.integers(0, 2, (2, 6), dtype=np.int32),
+            "token_ids": rng.integers(0, 16, (2, 6), dtype=np.int32)}, "serving_default"
+
+
+class DynamicReshape(tf.Module):
+    """keras-hub MiT attention's shape pattern: a Tensordot (Reshape [-1, C], MatMul, Reshape back) and then a
+    reshape to [batch, -1, heads, dim] with the batch read from tf.shape. tf2onnx 1.17 alone merges the two
+    Reshapes into one whose 0 copies the wrong dimension (frontend/tf2onnx_fixes.py)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = tf.Variable(np.random.default_rng(33).normal(0, 0.3, (8, 8)).astype(np.float32), name="w")
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 16, 8], tf.float32, name="x")])
+    def serve(self, x):
+        heads = tf.reshape(tf.tensordot(x, self.w, axes=[[2], [0]]), [tf.shape(x)[0], -1, 1, 8])
+        return {"y": tf.transpose(heads, [0, 2, 1, 3])}
+
+
+def dynamic_reshape(out: Path):
+    _save(DynamicReshape(), out)
+    return {"x": np.random.default_rng(34).normal(0, 1, (2, 16, 8)).astype(np.float32)}, "serving_default"
+
+
+class SharedConstCast(tf.Module):
+    """T5's relative-position pattern in small: int → float → × 0.5 → int, with the same 0.5 read by float math.
+    onnx-graphsurgeon 0.6.1's shape-tensor cast elision turns the shared constant into int in place
+    (passes/gs_cast_elision.py)."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 6], tf.int32, name="ids"),
+                                  tf.TensorSpec([None, 6], tf.float32, name="x")])
+    def serve(self, ids, x):
+        return {"bucket": tf.cast(tf.cast(ids, tf.float32) * 0.5, tf.int32), "scaled": x * 0.5}
+
+
+def shared_const_cast(out: Path):
+    _save(SharedConstCast(), out)
+    rng = np.random.default_rng(35)
+    return {"ids": rng.integers(0, 9, (2, 6), dtype=np.int32),
+            "x": rng.normal(0, 1, (2, 6)).astype(np.float32)}, "serving_default"
+
+
 FIXTURES = {"cnn_nhwc": cnn_nhwc, "multi_io": multi_io, "unsupported_op": unsupported_op, "unsafe_io": unsafe_io,
             "topk_large": topk_large, "einsum": einsum, "uint8_image": uint8_image, "depth_to_space": depth_to_space,
             "combined_nms": combined_nms, "nms": nms, "resize_modes": resize_modes, "scatter_nd": scatter_nd,
-            "control_flow": control_flow, "dtypes": dtypes}
+            "control_flow": control_flow, "dtypes": dtypes, "keras_argmax": keras_argmax, "small_table": small_table,
+            "dynamic_reshape": dynamic_reshape, "shared_const_cast": shared_const_cast}
 
 
 def main() -> None:

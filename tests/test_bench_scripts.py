@@ -25,6 +25,26 @@ def test_keras_coverage_subset(tmp_path):
     assert {r["name"] if "name" in r else r["model"] for r in rows} == {"gelu_exact", "GRU"}
 
 
+def test_keras_hub_coverage_subset(tmp_path):
+    """BERT (segment ids index a 2-row table), SegFormer (tf2onnx's dynamic-batch Reshape) and a Keras argmax
+    (the sign-bit lowering): the fast subset of scripts/bench/keras_hub_coverage.py, with its peer column."""
+    import importlib.util
+
+    if importlib.util.find_spec("keras_hub") is None:
+        pytest.skip("keras-hub is not installed (the `coverage` extra: pip install -e .[coverage])")
+    out = tmp_path / "hub.json"
+    proc = subprocess.run([sys.executable, "scripts/bench/keras_hub_coverage.py",
+                           "--only", "BERT,SegFormer,KerasArgmax", "--json", str(out), "--timeout", "900"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=2400)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "3/3 compiled and validated" in proc.stdout, proc.stdout[-3000:]
+    rows = {r["name"]: r for r in json.loads(out.read_text())["results"]}
+    assert set(rows) == {"BERT", "SegFormer", "KerasArgmax"}
+    for r in rows.values():
+        assert r["exit_code"] == 0 and r["check_trt"] == "supported" and r["failed_seams"] == [], r
+        assert r["tf2onnx_exit"] is not None and r["tf2onnx_ort"] in ("yes", "no"), r
+
+
 def test_passes_benchmark_on_one_fixture(tmp_path):
     """All three tools run, the ratios are printed, and each tool's output matches the unoptimized model."""
     out = tmp_path / "passes.json"

@@ -118,3 +118,65 @@ def test_keras2_tf_keras_saved_model_compiles(tmp_path, capsys):
     assert code == 0, stderr
     report = json.loads((tmp_path / "k2.engine.report.json").read_text())
     assert report["status"] == "ok" and report["validation"][0]["seam"] == "tf→onnx"
+
+
+def _signbit_bits(x):
+    """Keras 3's own lowering of ops.signbit on floats: the sign bit through a bitcast."""
+    import tensorflow as tf
+
+    return tf.less(tf.bitwise.bitwise_and(tf.bitcast(x, tf.int32), tf.constant(tf.int32.min)), 0)
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+def test_sign_bit_through_bitcast_matches_tensorflow_without_bitcast(tmp_path, opset):
+    """bitwise_and(bitcast(x, int32), INT_MIN) < 0 → a float sign test that keeps −0.0 negative."""
+    import onnx
+    import tensorflow as tf
+
+    from compiler.api import export_model
+    from compiler.config import ExportConfig
+
+    class M(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 6], tf.float32, name="x")])
+        def serve(self, x):
+            return {"y": _signbit_bits(x)}
+
+    m = M()
+    tf.saved_model.save(m, str(tmp_path / "sm"), signatures={"serving_default": m.serve})
+    path = export_model(tmp_path / "sm", tmp_path / "m.onnx", ExportConfig(opset=opset)).path
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert not ops & {"Bitcast", "BitwiseAnd"}, ops
+    x = np.array([[-1.5, -0.0, 0.0, 2.0, -np.inf, np.inf]] * 2, np.float32)
+    got = ort_run(path, {"x": x})["y"]
+    np.testing.assert_array_equal(got, m.serve(x=tf.constant(x))["y"].numpy())
+    assert got[0].tolist() == [True, True, False, False, True, False]
+
+
+def test_keras_argmax_on_floats_exports_and_matches(tmp_path):
+    """keras.ops.argmax on floats (its −0.0 fix goes through signbit) converts and picks the same index."""
+    import keras
+    import tensorflow as tf
+
+    from compiler.api import export_model
+
+    keras.utils.set_random_seed(0)
+    x_in = keras.Input((5,), name="x")
+    model = keras.Model(x_in, keras.ops.argmax(x_in, axis=-1))
+    model.export(str(tmp_path / "sm"), format="tf_saved_model", verbose=False)
+    path = export_model(tmp_path / "sm", tmp_path / "m.onnx").path
+    x = np.array([[0.0, -0.0, -1.0, -2.0, -3.0], [-0.0, 0.0, -1, -1, -1], [1, 3, 3, 2, 0]], np.float32)
+    want = tf.saved_model.load(str(tmp_path / "sm")).serve(tf.constant(x)).numpy()
+    np.testing.assert_array_equal(next(iter(ort_run(path, {"x": x}).values())), want)
+
+
+def test_bitcast_that_reads_the_bits_names_the_pattern(tmp_path):
+    """A bitcast whose value is used as a number has no ONNX form: the error says which use, no --opset hint."""
+    import tensorflow as tf
+
+    from compiler.errors import ExportError
+
+    with pytest.raises(ExportError) as e:
+        _export_fn(tmp_path, lambda x: tf.bitcast(x, tf.int32) + 1, tf.TensorSpec([None, 3], tf.float32, name="x"))
+    text = e.value.one_line()
+    assert "Bitcast float32→int32" in text and "reads more than the sign bit" in text, text
+    assert "--opset" not in text, text

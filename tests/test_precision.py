@@ -27,6 +27,7 @@ from passes.cleanup_casts import CleanupCasts
 from passes.quantize_int8 import quantizable
 from passes.to_fp16 import default_keep_ops, node_precision
 from passes.trt_support import check_model
+from compiler.index_ranges import index_ranges, merged_ranges
 from tests.conftest import COMPILABLE, FIXTURES, run_cli
 
 pytestmark = pytest.mark.tf  # the fixtures are exported with tf2onnx
@@ -56,7 +57,8 @@ def _run_both(fp32_path, low_path, name, n=16):
 
     fp32, low = onnx.load(str(fp32_path)), onnx.load(str(low_path))
     inputs, _ = io_specs(fp32)
-    samples = load_samples(None, inputs, resolve_shapes(inputs, {}, 1), random_count=n)
+    ranges = merged_ranges(index_ranges(fp32), {})  # integer inputs that index a table: its range, as compile
+    samples = load_samples(None, inputs, resolve_shapes(inputs, {}, 1), random_count=n, ranges=ranges)
     return _outputs(fp32, samples), _outputs(low, samples, _fp16_io_change(fp32, low))
 
 
@@ -84,7 +86,7 @@ def test_each_precision_on_each_fixture(exported, tmp_path, name, mode):
     else:
         has_weighted = bool(quantizable(gs.import_onnx(onnx.load(str(fp32.path)))))
         assert has_weighted == (name in ("cnn_nhwc", "multi_io", "uint8_image", "depth_to_space", "resize_modes",
-                                         "dtypes")), name
+                                         "dtypes", "keras_argmax", "small_table", "dynamic_reshape")), name
         assert bool(result.ops.get("int8")) == has_weighted, result.ops
         if not has_weighted:
             assert result.calibration is None and "no Conv" in result.notices[0]

@@ -32,7 +32,7 @@ def resolve_shapes(inputs: tuple[TensorSpec, ...], given: dict[str, Shape], batc
     for t in inputs:
         if t.name in given:
             shape = given[t.name]
-            if len(shape) != len(t.shape) and t.shape != (None,):
+            if len(shape) != len(t.shape) and not t.unknown_rank:
                 raise ConfigError(f"--input-shapes gives '{t.name}' rank {len(shape)} but the model's input is "
                                   f"{t.shape_text()} (rank {len(t.shape)})",
                                   f"give {len(t.shape)} dimensions for '{t.name}'")
@@ -42,9 +42,10 @@ def resolve_shapes(inputs: tuple[TensorSpec, ...], given: dict[str, Shape], batc
                                   f"at {t.shape[clash[0]]} ({t.shape_text()})", "keep static dimensions as they are")
             shapes[t.name] = shape
             continue
-        dyn = t.dynamic_dims
-        if t.shape == (None,):
-            dyn = [-1]
+        if t.unknown_rank:
+            raise InspectError(f"input '{t.name}' has no declared rank, so its shape cannot be guessed",
+                               f"pass --input-shapes {t.name}:DxD... with the shape to build and validate for")
+        dyn = t.dynamic_dims  # a rank-1 [?] input's only axis is its batch, like any leading axis
         if any(i != 0 for i in dyn):
             example = "x".join(str(d) if isinstance(d, int) and d >= 0 else ("1" if i == 0 else "N")
                                for i, d in enumerate(t.shape))

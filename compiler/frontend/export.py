@@ -24,7 +24,8 @@ from ..common.ort import AS_WRITTEN, session
 from ..config import ExportConfig
 from ..errors import ExportError
 from ..onnxutil import io_specs, nonstandard_nodes, op_histogram
-from .converters import CONVERTERS
+from .converters import CONVERTERS, Unconvertible
+from .tf2onnx_fixes import guard_reshape_merge
 
 
 _CALL_OPS = ("PartitionedCall", "StatefulPartitionedCall")
@@ -68,9 +69,13 @@ class _Collect(logging.Handler):
     def __init__(self):
         super().__init__(logging.ERROR)
         self.messages: list[str] = []
+        self.unconvertible: list[str] = []  # a converter's own words for a use it has no ONNX form for
 
     def emit(self, record):
         self.messages.append(record.getMessage())
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, Unconvertible):
+            self.unconvertible.append(str(error))
 
 
 def _tf2onnx_convert(model_dir: Path, signature: str, cfg: ExportConfig) -> onnx.ModelProto:
@@ -95,6 +100,7 @@ def _tf2onnx_convert(model_dir: Path, signature: str, cfg: ExportConfig) -> onnx
                                   "check that TensorFlow can load it: tf.saved_model.load(dir); "
                                   "re-run with --debug for the traceback") from e
             graph_def = inline_function_calls(graph_def, inputs, outputs)
+            guard_reshape_merge()
             _refuse_known_miscompiles(graph_def)
             try:
                 with tf.device("/cpu:0"):
@@ -111,7 +117,7 @@ def _tf2onnx_convert(model_dir: Path, signature: str, cfg: ExportConfig) -> onnx
         tf_logger.removeHandler(collector)
         tf_logger.setLevel(old_level)
         tf_logger.propagate = old_propagate
-    _verify(model, collector.messages)
+    _verify(model, collector.messages, collector.unconvertible)
     return model
 
 
@@ -142,8 +148,13 @@ def _first_line(e: BaseException) -> str:
     return text[0][:300] if text else type(e).__name__
 
 
-def _verify(model: onnx.ModelProto, tf2onnx_errors: list[str]) -> None:
+def _verify(model: onnx.ModelProto, tf2onnx_errors: list[str], unconvertible: list[str] = ()) -> None:
     bad = nonstandard_nodes(model)
+    if bad and unconvertible:  # a converter of ours said exactly which use has no ONNX form: no --opset hint
+        more = f" (and {len(unconvertible) - 1} more)" if len(unconvertible) > 1 else ""
+        raise ExportError(f"no ONNX conversion for {unconvertible[0]}{more}",
+                          "rewrite that computation with ordinary ops (for a sign test: x < 0), or move it out "
+                          "of the serving signature")
     if bad:
         by_op = Counter(n.op_type for n in bad)
         examples = {}

@@ -82,12 +82,9 @@ def _np_dtype(tf_enum: int) -> str:
 
 
 def _tensor_spec(name: str, info) -> TensorSpec:
-    shape: tuple = ()
-    if not info.tensor_shape.unknown_rank:
-        shape = tuple(d.size if d.size >= 0 else None for d in info.tensor_shape.dim)
-    else:
-        shape = (None,)  # unknown rank: treat as fully dynamic
-    return TensorSpec(name=name, dtype=_np_dtype(info.dtype), shape=shape)
+    unknown = bool(info.tensor_shape.unknown_rank)
+    shape = (None,) if unknown else tuple(d.size if d.size >= 0 else None for d in info.tensor_shape.dim)
+    return TensorSpec(name=name, dtype=_np_dtype(info.dtype), shape=shape, unknown_rank=unknown)
 
 
 def _signature_json(sig) -> dict:

@@ -2,11 +2,14 @@
 verified; an ONNX input skips it."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ..artifacts import ModelInfo, OnnxArtifact, refuse_replacing_inputs, scratch_dir
 from ..config import ExportConfig
 from ..frontend.export import export
+from ..index_ranges import index_ranges, with_index_ranges
+from ..onnxutil import load
 from .inspect import as_saved_model, inspect_model, require_safe
 from .state import State
 
@@ -28,3 +31,17 @@ def skips(state: State) -> str | None:
 def run(state: State) -> State:
     exported = export_model(state.model.path, state.workdir / "model.onnx", state.cfg.export, state.model)
     return state.but(exported=exported, intermediates={"exported": str(exported.path)})
+
+
+def find_index_ranges(state: State) -> State:
+    """Integer inputs that index a table get the table's range for random validation and calibration data
+    (compiler/index_ranges.py), unless --val-range gives one; the report's inputs and a notice say which."""
+    ranges = index_ranges(load(state.exported.path))
+    if not ranges:
+        return state
+    cfg, given = state.cfg, state.cfg.validate.val_ranges
+    used = {name: not (name in given or "" in given) for name in ranges}
+    notices = [f"validation: integer input '{name}' draws random values from {r.text()}; "
+               f"override with --val-range {name}:LO,HI" for name, r in ranges.items() if used[name]]
+    return state.but(cfg=replace(cfg, validate=with_index_ranges(cfg.validate, ranges)), notices=notices,
+                     index_ranges={name: r.to_json() | {"used": used[name]} for name, r in ranges.items()})

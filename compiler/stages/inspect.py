@@ -68,6 +68,6 @@ def run(state: State) -> State:
         if info.format == "onnx" else None
     return state.but(
         cfg=cfg, model=info, backend=backend, backend_notice=notice, profiles=profiles,
-        profile_source=profile_source, shapes=shapes, exported=exported, notices=(notice,) if notice else (),
+        profile_source=profile_source, shapes=shapes, given_shapes=given, exported=exported, notices=(notice,) if notice else (),
         notes={"inspect": f"Keras file exported to a SavedModel with model.export() ({model})"} if keras else {},
         intermediates=({"saved_model": str(model)} if keras else {}) | ({"exported": str(model)} if exported else {}))

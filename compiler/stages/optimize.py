@@ -71,7 +71,7 @@ def run(state: State) -> State:
     check = numerics_check(state.before_passes, state.pass_shapes, cfg.optimize, vcfg)
     optimized, records = optimize_model(state.before_passes.path, state.workdir / "model.opt.onnx", cfg.optimize,
                                         check)
-    trt = explain_refusals(check_model(load(optimized.path)), records)
+    trt = explain_refusals(check_model(load(optimized.path), known_valid=True), records)  # optimize checked it
     notices = [f"the engine's {line} (feed and read it that way)" for line in optimized.change.describe()]
     if not trt.supported and state.backend != "tensorrt":
         notices.append(f"{trt.summary()}; a TensorRT build would stop here "

@@ -12,7 +12,8 @@ from ..config import (DUMP_NAMES, PRECISION_SEAM_SAMPLES, OptimizeConfig, Precis
                       precision_seam)
 from ..common.samples import load_samples, spec_paths
 from ..errors import PrecisionError, ValidationError
-from ..onnxutil import inspect_onnx
+from ..index_ranges import index_ranges, with_index_ranges
+from ..onnxutil import inspect_onnx, load
 from ..precision import apply_precision
 from .optimize import optimize_model, pipeline_inputs
 from .state import State
@@ -77,6 +78,7 @@ def lower_precision(onnx_path: Path, out: Path, cfg: OptimizeConfig, pcfg, vcfg:
                             [("ONNX model", out), ("calibration cache", calib_cache_path(pcfg, out))],
                             [("pass dump directory", cfg.dump_dir, DUMP_NAMES)])
     info = inspect_onnx(onnx_path)
+    vcfg = with_index_ranges(vcfg, index_ranges(load(onnx_path)))  # random calibration ids fit their tables
     shapes = resolve_shapes(info.inputs, cfg.input_shapes, vcfg.batch)
     inputs = tuple(replace(t, shape=cfg.input_shapes.get(t.name, t.shape)) for t in info.inputs)
     user = load_samples(vcfg.data, inputs, shapes, what="validation", error=ValidationError, seed=vcfg.seed) \

@@ -25,6 +25,8 @@ class State:
     profiles: tuple = ()  # optimization profiles, in the model's layout
     profile_source: str | None = None
     shapes: dict = field(default_factory=dict)  # validation shapes of the model's inputs
+    given_shapes: dict = field(default_factory=dict)  # --input-shapes as the user gave them (frozen in the engine)
+    index_ranges: dict = field(default_factory=dict)  # input -> its table's range, as reported (index_ranges.py)
     exported: OnnxArtifact | None = None  # the export (the input itself when it is ONNX)
     before_passes: OnnxArtifact | None = None  # what the passes start from: the export, or its cut
     pass_shapes: dict = field(default_factory=dict)  # validation shapes of before_passes's inputs

@@ -9,10 +9,14 @@ from ..artifacts import ONNX_MODEL, ModelInfo, detect_format, scratch_dir
 from ..common.shapes import resolve_shapes
 from ..config import PRECISION_SEAM_SAMPLES, ExportConfig, Shape, ValidateConfig, lowers, precision_seam
 from ..common.samples import load_samples
+from ..dynamic_dims import DYNAMIC_FIX, describe, second_shapes, with_second_size
+from ..index_ranges import index_ranges, with_index_ranges
+from ..onnxutil import load as load_onnx
 from ..errors import RunError, ValidationError
 from ..limits import time_budget
 from ..tools.localize import localize_seam
 from ..runtime import load
+from ..seam_errors import RUNTIME_FIX
 from ..validate import DEFAULT_FIX, SEAM_FIXES, Seam, Side, compare, quiet_polygraphy
 from .inspect import as_saved_model, inspect_model, require_safe
 from .state import State
@@ -79,6 +83,9 @@ def validate_artifacts(reference: Path, candidate: Path, seam: str, cfg: Validat
         candidate = as_saved_model(Path(candidate), tmp / "candidate")
         ref_label, cand_label = labels or (reference.name, candidate.name)
         ref, cand = side_of(reference, ref_label, export_cfg), side_of(candidate, cand_label, export_cfg)
+        onnx_side = next((s.info.path for s in (ref, cand) if s.info.format == "onnx"), None)
+        if onnx_side is not None:  # an ONNX side tells the index ranges (compile sets them itself)
+            cfg = with_index_ranges(cfg, index_ranges(load_onnx(onnx_side)))
         draft = make_seam(seam, ref, cand, shapes, cfg)
         inputs = draft.inputs()
         data = load_samples(cfg.data, inputs, draft.shapes, what="validation", error=ValidationError,
@@ -111,13 +118,26 @@ def skips(state: State) -> str | None:
     return None if state.cfg.validate.enabled else "disabled with --no-validate"
 
 
+def at_second_size(state: State, seam: Seam, result):
+    """The tf→onnx seam again with each dynamic batch the compiler chose at a second size (compiler/dynamic_dims.py):
+    tf2onnx can export a dynamic dimension wrongly yet run at one size. --data fixes the sizes, so it runs once."""
+    second = second_shapes(state.model.inputs, state.shapes, state.given_shapes)
+    if seam.name != "tf→onnx" or second is None or state.samples is not None:
+        return result
+    at = describe(state.shapes, second)
+    again = make_seam(seam.name, seam.reference, replace(seam.candidate, label=f"{seam.candidate.label} at {at}"),
+                      second, state.cfg.validate)
+    return with_second_size(result, compare(again, state.cfg.validate), at)
+
+
 def run(state: State) -> State:
     cfg = state.cfg.validate
     quiet_polygraphy()
-    results = tuple(compare(seam, cfg) for seam in seams(state))
+    results = tuple(at_second_size(state, seam, compare(seam, cfg)) for seam in seams(state))
     warnings = [f"validation {r.seam}: {w}" for r in results for w in r.warnings]
     state = state.but(seams=results, notices=warnings)
-    if any(r.seam == "onnx→optimized" and not r.passed for r in results):  # name the node (compiler/tools/localize.py)
+    if any(r.seam == "onnx→optimized" and not r.passed and not r.run_error for r in results):
+        # name the first divergent node (compiler/tools/localize.py)
         localization, where = localize_seam(state.before_passes.path, state.optimized.path, state.pass_shapes, cfg,
                                             state.samples, cfg.tolerances("onnx→optimized", state.cfg.precision.mode))
         state = state.but(localization=localization, localization_clause=where)
@@ -130,6 +150,8 @@ def refuse_failed(state: State) -> None:
     if not failed:
         return
     cause = failed[0].failure_line()
+    if failed[0].failed_at_second_size or failed[0].run_error:  # dynamic_dims.py, seam_errors.py
+        raise ValidationError(cause, DYNAMIC_FIX if failed[0].failed_at_second_size else RUNTIME_FIX)
     if failed[0].seam == "onnx→optimized" and state.localization_clause:
         cause += f"; {state.localization_clause}"
     raise ValidationError(cause, SEAM_FIXES.get(failed[0].seam, DEFAULT_FIX))

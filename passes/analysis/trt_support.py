@@ -92,18 +92,24 @@ class TrtCheck:
     findings: list[Finding] = field(default_factory=list)
     nodes_checked: int = 0
     table: str = f"TensorRT {TABLE_VERSION} ONNX parser support table"
+    # Why the graph cannot be built at all (fails onnx.checker's full check or does not load in onnxruntime);
+    # such a graph is never "supported", whatever its ops (passes/contract.py).
+    graph_problem: str | None = None
 
     @property
     def supported(self) -> bool:
-        return not self.findings
+        return not self.findings and self.graph_problem is None
 
     def summary(self) -> str:
+        if self.graph_problem:
+            return f"not buildable: the graph does not load or infer shapes ({self.graph_problem})"
         if self.supported:
             return f"all {self.nodes_checked} nodes supported by TensorRT's ONNX parser (table {TABLE_VERSION})"
         return f"{len(self.findings)} of {self.nodes_checked} nodes unsupported by TensorRT's ONNX parser"
 
     def to_json(self) -> dict:
         return {"supported": self.supported, "nodes_checked": self.nodes_checked, "table": self.table,
+                "loads": {"ok": self.graph_problem is None, "reason": self.graph_problem},
                 "findings": [f.__dict__ for f in self.findings]}
 
 
@@ -153,14 +159,18 @@ def _restriction(node: onnx.NodeProto, consts: dict[str, np.ndarray], used: set[
     return None
 
 
-def check_model(model: onnx.ModelProto, trt_major: int = 10) -> TrtCheck:
-    """Check every node of ``model`` (shape inference supplies the dtypes)."""
+def check_model(model: onnx.ModelProto, trt_major: int = 10, known_valid: bool = False) -> TrtCheck:
+    """Check every node of ``model`` (shape inference supplies the dtypes), and unless ``known_valid`` (the
+    optimize stage already enforced it) that the graph passes the full checker and loads in onnxruntime."""
+    from ..contract import violation
+
+    problem = None if known_valid else violation(model)
     table = load_table(trt_major)
     try:
         model = onnx.shape_inference.infer_shapes(model)
     except Exception:  # dtypes stay unknown where inference fails; ops and attributes are still checked
         pass
-    result = TrtCheck()
+    result = TrtCheck(graph_problem=problem)
     io_names = ({v.name for v in model.graph.input}, {v.name for v in model.graph.output})
     _check_graph(model.graph, table, result, "main graph", io_names, {}, {})
     return result

@@ -614,12 +614,12 @@ def print_table(results: list[Result]) -> None:
         print(line(row))
 
 
-def versions() -> dict[str, str]:
+def versions(packages=VERSIONED_PACKAGES) -> dict[str, str]:
     """Versions of the packages that decide the results ("not installed" where absent)."""
     from compiler.report import versions as installed
 
-    found = installed(VERSIONED_PACKAGES)
-    found.pop("python")
+    found = installed(packages)
+    found.pop("python", None)
     return {pkg: v or "not installed" for pkg, v in found.items()}
 
 
@@ -640,14 +640,28 @@ def code_label(state: dict) -> str:
     return state["head"] + ("+dirty" if state["uncommitted"] else "")
 
 
-def load_specs(env: dict) -> list[dict]:
-    """The survey's models, discovered in a child so that this process never imports TensorFlow."""
-    proc = subprocess.run([sys.executable, SELF, "--discover"], capture_output=True, text=True, env=env,
+def load_specs(env: dict, script: str = SELF) -> list[dict]:
+    """A survey's models, discovered by ``script --discover`` in a child so that this process never imports
+    TensorFlow."""
+    proc = subprocess.run([sys.executable, script, "--discover"], capture_output=True, text=True, env=env,
                           cwd=REPO_ROOT)
     if proc.returncode != 0:
         raise SystemExit(f"error: survey: model discovery failed (exit {proc.returncode}): "
                          f"{proc.stderr.strip()[-500:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def select_specs(specs: list[dict], only: str | None, ap) -> list[dict]:
+    """The models ``--only NAME,...`` names (case-insensitive), all without it; an unknown name is a usage error."""
+    if not only:
+        return specs
+    wanted = [n.strip() for n in only.split(",") if n.strip()]
+    known = {s["name"].lower() for s in specs}
+    unknown = [n for n in wanted if n.lower() not in known]
+    if unknown:
+        ap.error(f"unknown model(s): {', '.join(unknown)}; see --list")
+    keep = {n.lower() for n in wanted}
+    return [s for s in specs if s["name"].lower() in keep]
 
 
 # --------------------------------------------------------------------------- main
@@ -679,15 +693,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("os.wait4 is not available on this platform (Linux/macOS only)")
 
     env = dict(os.environ)
-    specs = load_specs(env)
-    if a.only:
-        wanted = [n.strip() for n in a.only.split(",") if n.strip()]
-        known = {s["name"].lower() for s in specs}
-        unknown = [n for n in wanted if n.lower() not in known]
-        if unknown:
-            ap.error(f"unknown model(s): {', '.join(unknown)}; see --list")
-        keep = {n.lower() for n in wanted}
-        specs = [s for s in specs if s["name"].lower() in keep]
+    specs = select_specs(load_specs(env), a.only, ap)
     if a.list:
         for s in specs:
             print(f"{s['name']:<22} {s['group']:<13} {s['detail']}")
