@@ -20,7 +20,7 @@ from .config import (BACKENDS, CALIB_METHODS, HARDWARE_COMPATIBILITY, PRECISIONS
                      check_tolerances, parse_names, parse_ranges, parse_shapes)
 from .artifacts import check_writable, refuse_replacing_inputs, remove_leftovers, scratch_dir
 from .errors import CompilerError, ConfigError, InternalError, Terminated, interruption, out_of_memory
-from .index_ranges import index_ranges
+from .common.index_ranges import index_ranges
 from .limits import DEFAULT_TIMEOUT_S, check_timeout, time_budget
 
 SUBCOMMANDS = ("compile", "inspect", "export", "optimize", "build", "validate", "check-trt", "run", "bench", "record",
@@ -261,7 +261,7 @@ def _runtime_parsers(sub) -> None:
 
 def _golden_parsers(sub) -> None:
     """record / check (regression goldens) and localize."""
-    # record / check: regression goldens (compiler/regress.py)
+    # record / check: regression goldens (compiler/tools/goldens.py)
     p = sub.add_parser("record", help="run a model or engine on samples and record its outputs as goldens")
     _golden_flags(p, "directory to write (new or empty)",
                   "compare an output as elementwise (default), indices (sets per row) or boxes (matched)")
@@ -407,7 +407,7 @@ def cmd_compile(a) -> int:
 
 def cmd_batch(a) -> int:
     """Exit 0 only when every model passed (built, validated, matching its golden); 1 when one failed."""
-    from .batch import Options, run_batch, summary_table
+    from .tools.batch import Options, run_batch, summary_table
     from .project import compile_subparser, find_project_file, load_project
 
     project = load_project(find_project_file(a.file), compile_subparser(make_parser()))
@@ -474,16 +474,16 @@ def cmd_inspect(a) -> int:
 
 
 def _index_ranges(info) -> dict:
-    """The integer inputs of an ONNX model that index a table, and their ranges (compiler/index_ranges.py)."""
+    """The integer inputs of an ONNX model that index a table, and their ranges (compiler/common/index_ranges.py)."""
     if info.format != "onnx":
         return {}
-    from .onnxutil import load
+    from .common.onnxutil import load
 
     return index_ranges(load(Path(info.path)))
 
 
 def _list_tensors(model: Path, as_json: bool) -> int:
-    from .onnxutil import load, tensor_table
+    from .common.onnxutil import load, tensor_table
 
     if Path(model).is_dir() or Path(model).suffix != ".onnx":
         raise ConfigError(f"--tensors needs an ONNX file, not {model}",
@@ -518,7 +518,7 @@ def cmd_optimize(a) -> int:
     from passes import build_pipeline
 
     from .api import optimize_model
-    from .onnxutil import inspect_onnx
+    from .common.onnxutil import inspect_onnx
     from .stages.optimize import numerics_check
     from .validate import quiet_polygraphy, resolve_shapes
 
@@ -592,7 +592,7 @@ def cmd_build(a) -> int:
     samples = None
     if cfg.profile_strategy:
         from .api import load_profile_samples
-        from .onnxutil import inspect_onnx
+        from .common.onnxutil import inspect_onnx
 
         samples = load_profile_samples(cfg, inspect_onnx(a.model).inputs, shapes)
     art = build_engine(a.model, a.out, cfg, shapes or None, samples)
@@ -745,7 +745,7 @@ def cmd_bench(a) -> int:
 
 
 def cmd_record(a) -> int:
-    from .regress import parse_compare, record
+    from .tools.goldens import parse_compare, record
 
     if a.samples < 1 or a.batch < 1:
         raise ConfigError("--samples and --batch must be at least 1", "pass a positive number")
@@ -765,7 +765,7 @@ def cmd_record(a) -> int:
 def cmd_check(a) -> int:
     """Exit 0 when every output matches the golden, 1 when one regressed (errors keep their own codes)."""
     from .artifacts import write_text_atomic
-    from .regress import check, junit_xml, parse_compare, table
+    from .tools.goldens import check, junit_xml, parse_compare, table
 
     refuse_replacing_inputs([a.model, a.golden], [("JUnit report", a.junit), ("HTML report", a.html)])
     for path, what in ((a.junit, "JUnit report"), (a.html, "HTML report")):

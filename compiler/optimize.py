@@ -16,7 +16,7 @@ from .common import io_change as interface
 from .artifacts import OnnxArtifact, atomic_output
 from .config import OptimizeConfig
 from .errors import ConfigError, OptimizeError
-from .onnxutil import io_specs, load, op_histogram
+from .common.onnxutil import io_specs, load, op_histogram
 
 
 def _quiet_graphsurgeon() -> None:

@@ -36,7 +36,7 @@ from .common import io_change as interface
 from .artifacts import OnnxArtifact, atomic_output, scratch_dir, write_text_atomic
 from .config import PRECISION_MIN_AGREEMENT, PrecisionConfig
 from .errors import CompilerError, PrecisionError
-from .onnxutil import io_specs, load, op_histogram
+from .common.onnxutil import io_specs, load, op_histogram
 from .validate import effective_atol, mismatches, validation_session
 
 CACHE_VERSION = 1

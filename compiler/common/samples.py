@@ -246,63 +246,16 @@ def _dynamic_batch(t: TensorSpec) -> bool:
 
 
 def _generator(ctx: _Context, spec: str, file: Path, func: str, limit: int | None) -> Samples:
+    """``--data file.py:function``: import the file, call the function, take up to ``limit`` (else
+    ``GENERATOR_CAP``) feeds from what it returns or yields."""
     if not file.is_file():
         raise ctx.fail(f"data {spec}: file '{file}' does not exist",
                        "check the path; the form is path/to/file.py:function")
-    cap = limit if limit is not None else GENERATOR_CAP
-    feeds, capped = [], False
     folder = str(file.resolve().parent)
     sys.path.insert(0, folder)  # so the file can import its neighbours
     try:
-        name = f"_compiler_data_{next(_module_ids)}_" + re.sub(r"\W", "_", file.stem)
-        try:
-            mod_spec = importlib.util.spec_from_file_location(name, file.resolve())
-            module = importlib.util.module_from_spec(mod_spec)
-            sys.modules[name] = module
-            mod_spec.loader.exec_module(module)
-        except (Exception, SystemExit) as e:
-            sys.modules.pop(name, None)
-            raise ctx.fail(f"data {spec}: importing '{file}' raised {_exc_text(e)}",
-                           f"fix the error in {file}; it must import without side effects") from e
-        fn = getattr(module, func, None)
-        if fn is None:
-            raise ctx.fail(f"data {spec}: '{file}' defines no '{func}'",
-                           f"define def {func}(): that yields feeds in {file}, or name another function")
-        if not callable(fn):
-            raise ctx.fail(f"data {spec}: '{func}' is a {type(fn).__name__}, not a function",
-                           f"name a function that returns or yields feeds, e.g. {file}:make_samples")
-        try:
-            result = fn()
-        except (Exception, SystemExit) as e:
-            raise ctx.fail(f"data {spec} raised {_exc_text(e)}", f"fix the error in {file}") from e
-        if isinstance(result, (Mapping, str, bytes)) or not hasattr(result, "__iter__"):
-            raise ctx.fail(f"data {spec} returned {_kind(result)}, not an iterable of feeds",
-                           "return or yield each feed: a dict name->array, a tuple of arrays in input order "
-                           f"({ctx.names}), or one array for a single-input model")
-        iterator = iter(result)
-        try:
-            for i in itertools.count():
-                if i == cap and limit is not None:
-                    break
-                try:
-                    item = next(iterator)
-                except StopIteration:
-                    break
-                if i == cap:
-                    capped = True
-                    break
-                label = f"item {i} of {spec}"
-                feeds.append(_conform(ctx, _item_feed(ctx, item, label), label))
-        except CompilerError:
-            raise
-        except (Exception, SystemExit) as e:
-            raise ctx.fail(f"data {spec} raised {_exc_text(e)} while yielding item {len(feeds)}",
-                           f"fix the error in {file}") from e
-        finally:
-            close = getattr(iterator, "close", None)
-            if callable(close):
-                with contextlib.suppress(Exception):
-                    close()
+        result = _call(ctx, spec, _import_function(ctx, spec, file, func), file)
+        feeds, capped = _drain(ctx, spec, iter(result), limit, file)
     finally:
         with contextlib.suppress(ValueError):
             sys.path.remove(folder)
@@ -312,6 +265,72 @@ def _generator(ctx: _Context, spec: str, file: Path, func: str, limit: int | Non
     if capped:
         source += f" (capped at {GENERATOR_CAP}; it yields more)"
     return _samples(feeds, source, random=False)
+
+
+def _import_function(ctx: _Context, spec: str, file: Path, func: str):
+    """The function ``func`` of the Python file ``file``, imported under a unique module name."""
+    name = f"_compiler_data_{next(_module_ids)}_" + re.sub(r"\W", "_", file.stem)
+    try:
+        mod_spec = importlib.util.spec_from_file_location(name, file.resolve())
+        module = importlib.util.module_from_spec(mod_spec)
+        sys.modules[name] = module
+        mod_spec.loader.exec_module(module)
+    except (Exception, SystemExit) as e:
+        sys.modules.pop(name, None)
+        raise ctx.fail(f"data {spec}: importing '{file}' raised {_exc_text(e)}",
+                       f"fix the error in {file}; it must import without side effects") from e
+    fn = getattr(module, func, None)
+    if fn is None:
+        raise ctx.fail(f"data {spec}: '{file}' defines no '{func}'",
+                       f"define def {func}(): that yields feeds in {file}, or name another function")
+    if not callable(fn):
+        raise ctx.fail(f"data {spec}: '{func}' is a {type(fn).__name__}, not a function",
+                       f"name a function that returns or yields feeds, e.g. {file}:make_samples")
+    return fn
+
+
+def _call(ctx: _Context, spec: str, fn, file: Path):
+    """What the user's function returns, which must be an iterable of feeds."""
+    try:
+        result = fn()
+    except (Exception, SystemExit) as e:
+        raise ctx.fail(f"data {spec} raised {_exc_text(e)}", f"fix the error in {file}") from e
+    if isinstance(result, (Mapping, str, bytes)) or not hasattr(result, "__iter__"):
+        raise ctx.fail(f"data {spec} returned {_kind(result)}, not an iterable of feeds",
+                       "return or yield each feed: a dict name->array, a tuple of arrays in input order "
+                       f"({ctx.names}), or one array for a single-input model")
+    return result
+
+
+def _drain(ctx: _Context, spec: str, iterator, limit: int | None, file: Path) -> tuple[list, bool]:
+    """(feeds, capped): up to ``limit`` conformed feeds (``GENERATOR_CAP`` without one, capped=True when it yields
+    more); the iterator is closed however this ends."""
+    cap = limit if limit is not None else GENERATOR_CAP
+    feeds, capped = [], False
+    try:
+        for i in itertools.count():
+            if i == cap and limit is not None:
+                break
+            try:
+                item = next(iterator)
+            except StopIteration:
+                break
+            if i == cap:
+                capped = True
+                break
+            label = f"item {i} of {spec}"
+            feeds.append(_conform(ctx, _item_feed(ctx, item, label), label))
+    except CompilerError:
+        raise
+    except (Exception, SystemExit) as e:
+        raise ctx.fail(f"data {spec} raised {_exc_text(e)} while yielding item {len(feeds)}",
+                       f"fix the error in {file}") from e
+    finally:
+        close = getattr(iterator, "close", None)
+        if callable(close):
+            with contextlib.suppress(Exception):
+                close()
+    return feeds, capped
 
 
 def _item_feed(ctx: _Context, item, label: str) -> dict[str, np.ndarray]:

@@ -23,7 +23,7 @@ from ..artifacts import OnnxArtifact, atomic_output
 from ..common.ort import AS_WRITTEN, session
 from ..config import ExportConfig
 from ..errors import ExportError
-from ..onnxutil import io_specs, nonstandard_nodes, op_histogram
+from ..common.onnxutil import io_specs, nonstandard_nodes, op_histogram
 from .converters import CONVERTERS, Unconvertible
 from .tf2onnx_fixes import guard_reshape_merge
 

@@ -11,7 +11,7 @@ from ..common.shapes import resolve_shapes
 from ..config import BuildConfig, CompileConfig, Shape
 from ..common.samples import load_samples
 from ..errors import ConfigError
-from ..onnxutil import io_specs, load
+from ..common.onnxutil import io_specs, load
 from ..profiles import check_profiles, resolve_profiles
 from .state import State
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from ..artifacts import ModelInfo, OnnxArtifact, refuse_replacing_inputs, scratch_dir
 from ..config import ExportConfig
 from ..frontend.export import export
-from ..index_ranges import index_ranges, with_index_ranges
-from ..onnxutil import load
+from ..common.index_ranges import index_ranges, with_index_ranges
+from ..common.onnxutil import load
 from .inspect import as_saved_model, inspect_model, require_safe
 from .state import State
 
@@ -35,7 +35,7 @@ def run(state: State) -> State:
 
 def find_index_ranges(state: State) -> State:
     """Integer inputs that index a table get the table's range for random validation and calibration data
-    (compiler/index_ranges.py), unless --val-range gives one; the report's inputs and a notice say which."""
+    (compiler/common/index_ranges.py), unless --val-range gives one; the report's inputs and a notice say which."""
     ranges = index_ranges(load(state.exported.path))
     if not ranges:
         return state

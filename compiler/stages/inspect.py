@@ -13,7 +13,7 @@ from ..errors import InspectError
 from ..frontend.keras_file import keras_to_saved_model
 from ..frontend.savedmodel import KERAS_SUFFIXES, check_model_path, inspect_saved_model
 from ..frontend.scan import ScanResult
-from ..onnxutil import inspect_onnx
+from ..common.onnxutil import inspect_onnx
 from ..profiles import check_profiles
 from .build import model_profiles
 from .state import State

@@ -13,7 +13,7 @@ from ..config import DUMP_NAMES, OptimizeConfig, ValidateConfig
 from ..common.samples import load_samples
 from ..errors import BuildError, ValidationError
 from ..optimize import cut, optimize
-from ..onnxutil import load
+from ..common.onnxutil import load
 from ..validate import PassNumericsCheck
 from .state import State
 

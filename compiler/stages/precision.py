@@ -12,8 +12,8 @@ from ..config import (DUMP_NAMES, PRECISION_SEAM_SAMPLES, OptimizeConfig, Precis
                       precision_seam)
 from ..common.samples import load_samples, spec_paths
 from ..errors import PrecisionError, ValidationError
-from ..index_ranges import index_ranges, with_index_ranges
-from ..onnxutil import inspect_onnx, load
+from ..common.index_ranges import index_ranges, with_index_ranges
+from ..common.onnxutil import inspect_onnx, load
 from ..precision import apply_precision
 from .optimize import optimize_model, pipeline_inputs
 from .state import State

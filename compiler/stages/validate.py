@@ -10,8 +10,8 @@ from ..common.shapes import resolve_shapes
 from ..config import PRECISION_SEAM_SAMPLES, ExportConfig, Shape, ValidateConfig, lowers, precision_seam
 from ..common.samples import load_samples
 from ..dynamic_dims import DYNAMIC_FIX, describe, second_shapes, with_second_size
-from ..index_ranges import index_ranges, with_index_ranges
-from ..onnxutil import load as load_onnx
+from ..common.index_ranges import index_ranges, with_index_ranges
+from ..common.onnxutil import load as load_onnx
 from ..errors import RunError, ValidationError
 from ..limits import time_budget
 from ..tools.localize import localize_seam

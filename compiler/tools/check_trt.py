@@ -9,7 +9,7 @@ from passes.analysis.trt_support import check_model
 from ..artifacts import scratch_dir
 from ..backends.tensorrt import parser_verdict
 from ..config import CompileConfig
-from ..onnxutil import load
+from ..common.onnxutil import load
 from ..stages.export import export_model
 from ..stages.inspect import as_saved_model, inspect_model
 from ..stages.optimize import explain_refusals, optimize_model

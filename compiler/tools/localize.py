@@ -46,7 +46,7 @@ from ..config import check_tolerances
 from ..common.samples import load_samples
 from ..errors import CompilerError, ValidationError
 from ..common.io_change import between, read
-from ..onnxutil import io_specs
+from ..common.onnxutil import io_specs
 from ..sandbox import read_onnx
 from ..validate import data_loader, error_stats, merge_specs, mismatches, resolve_shapes, validation_session
 

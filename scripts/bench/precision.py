@@ -164,7 +164,7 @@ def count_nodes(model) -> int:
 def _shapes_of(path: Path, given: Shapes, label: str) -> Shapes:
     """Every input's concrete shape: ``given`` where named, else static with a dynamic batch of 1."""
     from compiler.errors import CompilerError
-    from compiler.onnxutil import inspect_onnx
+    from compiler.common.onnxutil import inspect_onnx
     from compiler.validate import resolve_shapes
 
     inputs = inspect_onnx(path).inputs
@@ -257,7 +257,7 @@ def make_graphs(model: Model, workdir: Path, rows: dict[str, Row]) -> None:
 
 def error_samples(model: Model, count: int, seed: int):
     from compiler.data import load_samples
-    from compiler.onnxutil import inspect_onnx
+    from compiler.common.onnxutil import inspect_onnx
 
     return load_samples(None, inspect_onnx(model.onnx).inputs, model.shapes, what="validation", seed=seed,
                         random_count=count)
