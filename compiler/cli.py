@@ -66,11 +66,13 @@ def _optimize_flags(p):
 def _precision_flags(p):
     g = p.add_argument_group("precision (decided in the ONNX graph; TensorRT builds it strongly typed)")
     g.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="fp32 (default), fp16 (float16 with a float32 block list) or int8 (Q/DQ, calibrated)")
+                   help="fp32 (default), fp16 (float16 with a float32 block list), bf16 (bfloat16, likewise) or "
+                        "int8 (Q/DQ, calibrated)")
     g.add_argument("--fp16-io", action="store_true", help="fp16: float16 graph inputs and outputs (default: float32)")
-    g.add_argument("--keep-fp32", metavar="OP_OR_NODE,...", help="fp16: also keep these op types or nodes in float32")
+    g.add_argument("--keep-fp32", metavar="OP_OR_NODE,...", help="fp16/bf16: also keep these op types or nodes in float32")
     g.add_argument("--auto-mixed", action="store_true",
-                   help="fp16: keep the fewest extra nodes in float32 that make the fp16 graph meet the tolerance")
+                   help="fp16/bf16: keep the fewest extra nodes in float32 that make the lowered graph meet the "
+                        "tolerance")
     g.add_argument("--int8-skip", metavar="OP_OR_NODE,...", help="int8: leave these op types or nodes unquantized")
     g.add_argument("--calib-data", metavar="SPEC",
                    help="int8: calibration samples: a directory of .npy/.npz, an .npz/.npy with a sample axis, or "
@@ -294,7 +296,7 @@ def _golden_parsers(sub) -> None:
                    "(a directory of .npy/.npz, an .npz/.npy with a sample axis, FILE.py:FUNCTION)")
     p.add_argument("--seed", type=int, default=0, help="seed for the random input (default: 0)")
     p.add_argument("--atol", type=float, help="absolute tolerance (default: the onnx→optimized seam's, 1e-5; "
-                   "fp16/int8 candidates need e.g. 1e-2/5e-2)")
+                   "fp16/bf16/int8 candidates need e.g. 1e-2/4e-2/5e-2)")
     p.add_argument("--rtol", type=float, help="relative tolerance (default: the onnx→optimized seam's, 1e-5)")
     p.add_argument("--batch-size", type=int, default=64, metavar="N",
                    help="intermediate tensors marked as outputs per run (bounds memory; default: 64)")

@@ -107,16 +107,17 @@ class OptimizeConfig:
     cut_outputs: tuple[str, ...] = ()
 
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+MIXED_FLOATS = ("fp16", "bf16")  # the precisions lowered by casting floats, with a float32 block list
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 
 
 @dataclass(frozen=True)
 class PrecisionConfig:
-    mode: str = "fp32"  # fp32 | fp16 | int8: the dtypes the engine's graph runs in
+    mode: str = "fp32"  # fp32 | fp16 | bf16 | int8: the dtypes the engine's graph runs in
     fp16_io: bool = False  # fp16: float16 graph inputs/outputs too (default: float32 with Casts at the edge)
-    keep_fp32: tuple[str, ...] = ()  # fp16: op types or node names kept in float32, beyond the default list
-    auto_mixed: bool = False  # fp16: also keep the fewest nodes in float32 that make validation pass
+    keep_fp32: tuple[str, ...] = ()  # fp16/bf16: op types or node names kept in float32, beyond the default list
+    auto_mixed: bool = False  # fp16/bf16: also keep the fewest nodes in float32 that make validation pass
     int8_skip: tuple[str, ...] = ()  # int8: op types or node names left unquantized
     calib_data: str | None = None  # int8: samples (see compiler/common/samples.py); None: --data, else random
     calib_method: str = "minmax"
@@ -131,15 +132,16 @@ class PrecisionConfig:
         if self.calib_method not in CALIB_METHODS:
             raise ConfigError(f"unknown calibration method '{self.calib_method}'",
                               f"use one of {', '.join(CALIB_METHODS)}")
-        fp16_only = {"--fp16-io": self.fp16_io, "--keep-fp32": self.keep_fp32, "--auto-mixed": self.auto_mixed}
+        fp16_only = {"--fp16-io": self.fp16_io}
+        mixed_only = {"--keep-fp32": self.keep_fp32, "--auto-mixed": self.auto_mixed}
         int8_only = {"--int8-skip": self.int8_skip, "--calib-data": self.calib_data,
                      "--calib-cache": self.calib_cache, "--calib-samples": self.calib_samples,
                      "--calib-method": self.calib_method != "minmax"}
-        for flags, mode in ((fp16_only, "fp16"), (int8_only, "int8")):
+        for flags, modes in ((fp16_only, ("fp16",)), (mixed_only, MIXED_FLOATS), (int8_only, ("int8",))):
             used = [f for f, v in flags.items() if v]
-            if used and self.mode != mode:
-                raise ConfigError(f"{', '.join(used)} only applies to --precision {mode}, not {self.mode}",
-                                  f"add --precision {mode} or drop {used[0]}")
+            if used and self.mode not in modes:
+                raise ConfigError(f"{', '.join(used)} only applies to --precision {'/'.join(modes)}, not {self.mode}",
+                                  f"add --precision {modes[0]} or drop {used[0]}")
         if self.calib_samples is not None and self.calib_samples < 1:
             raise ConfigError(f"--calib-samples must be at least 1, not {self.calib_samples}", "give a positive count")
         if not 0 < self.percentile <= 100:
@@ -219,10 +221,12 @@ DEFAULT_TOLERANCES = {
 # (TensorRT's fp16/int8 kernels round differently from onnxruntime's). The atol is scaled by the output's
 # peak magnitude where that exceeds 1 (see validate.effective_atol): float16 and int8 errors are relative to
 # the values' scale, and an absolute bound fit for probabilities would fail every logit. fp16: unit roundoff is
-# 4.9e-4 per operation, so 1% leaves room for a few dozen layers. int8: 127 steps per tensor range, each
+# 4.9e-4 per operation, so 1% leaves room for a few dozen layers. bf16: 8 bits of mantissa, unit roundoff
+# 2^-9 = 2.0e-3 (4x float16's), so 4% for the same few dozen layers. int8: 127 steps per tensor range, each
 # quantized layer adds up to half a step (0.4% of its range), so 5%.
 PRECISION_TOLERANCES = {
     "fp16": (1e-2, 1e-2),
+    "bf16": (4e-2, 4e-2),
     "int8": (5e-2, 5e-2),
 }
 # On those seams an integer or boolean output (argmax, a class id, a selection count) comes from float

@@ -52,7 +52,7 @@ def compile_model(model: Path, out: Path, cfg: CompileConfig = CompileConfig(),
         state = export.find_index_ranges(state)  # random ids that fit their tables
         state = stage("optimize", optimize.run, state, then=optimize.refuse_unparseable)  # the passes
         state = optimize.load_data(state)  # --data once, for the precision stage and every seam
-        # fp16/int8 as graph rewrites (TensorRT 11 has no precision flags)
+        # fp16/bf16/int8 as graph rewrites (TensorRT 11 has no precision flags)
         state = stage("precision", precision.run, state, skips=precision.skips)
         # The engine is built into a temporary file beside OUT and renamed into place only after validation
         # passed: a failed run never leaves an engine behind.

@@ -1,8 +1,8 @@
-"""The precision stage: float32 optimized graph → the FP16 or INT8 graph the engine is built from.
+"""The precision stage: float32 optimized graph → the FP16, BF16 or INT8 graph the engine is built from.
 
 TensorRT 11 builds strongly typed networks only, so precision is decided in
-the ONNX graph, by passes (``passes/to_fp16.py``, ``passes/quantize_int8.py``,
-``passes/cleanup_casts.py``) run through the same pass manager as the
+the ONNX graph, by passes (``passes/precision/to_fp16.py``, ``to_bf16.py``,
+``quantize_int8.py``, ``passes/cleanup_casts.py``) run through the same pass manager as the
 optimize stage. What this module adds around them needs data:
 
 * INT8 calibration: onnxruntime's calibrators (minmax, entropy, percentile)
@@ -10,7 +10,7 @@ optimize stage. What this module adds around them needs data:
   give a range per tensor. The ranges are cached in a JSON file keyed by the
   model's and the data's hashes and the method, and reused when all match.
 * Automatic mixed precision (``--auto-mixed``): the smallest set of nodes to
-  keep in float32 so the FP16 graph meets the tolerance against the float32
+  keep in float32 so the FP16 or BF16 graph meets the tolerance against the float32
   graph, found by halving (delta debugging) rather than node by node.
 """
 from __future__ import annotations
@@ -28,13 +28,14 @@ import onnx_graphsurgeon as gs
 from passes import PassError, PassManager
 from passes.cleanup_casts import CleanupCasts
 from passes.cleanup_toposort import CleanupToposort
+from passes.precision.to_bf16 import ToBf16
 from passes.quantize_int8 import INT8_OPS, QuantizeInt8, quantizable
 from passes.to_fp16 import DATA_MOVEMENT, ToFp16, node_precision
 
 from . import limits
 from .common import io_change as interface
 from .artifacts import OnnxArtifact, atomic_output, scratch_dir, write_text_atomic
-from .config import PRECISION_MIN_AGREEMENT, PrecisionConfig
+from .config import MIXED_FLOATS, PRECISION_MIN_AGREEMENT, PrecisionConfig
 from .errors import CompilerError, PrecisionError
 from .common.onnxutil import io_specs, load, op_histogram
 from .validate import effective_atol, mismatches, validation_session
@@ -42,7 +43,8 @@ from .validate import effective_atol, mismatches, validation_session
 CACHE_VERSION = 1
 MAX_AUTO_EVALUATIONS = 64  # --auto-mixed gives up (keeping what it has) after this many trial graphs
 
-# Ops that round nothing in float16 that their input did not already carry: --auto-mixed never keeps them.
+# Ops that round nothing in float16 or bfloat16 that their input did not already carry: --auto-mixed never keeps
+# them.
 def _exact_in_fp16() -> frozenset:
     return DATA_MOVEMENT | {"MaxPool", "Relu", "Shape", "Size", "Cast"}
 
@@ -88,8 +90,10 @@ def _run_passes(model: onnx.ModelProto, passes):
 
 
 def to_fp16(model: onnx.ModelProto, cfg: PrecisionConfig, extra_keep: tuple[str, ...] = ()):
-    return _run_passes(model, [ToFp16(tuple(cfg.keep_fp32) + tuple(extra_keep), cfg.fp16_io), CleanupCasts(),
-                               CleanupToposort()])
+    """The ``cfg.mode`` (fp16 or bf16) graph of ``model``, with ``extra_keep`` kept in float32 too."""
+    keep = tuple(cfg.keep_fp32) + tuple(extra_keep)
+    lowering = ToBf16(keep) if cfg.mode == "bf16" else ToFp16(keep, cfg.fp16_io)
+    return _run_passes(model, [lowering, CleanupCasts(), CleanupToposort()])
 
 
 def to_int8(model: onnx.ModelProto, cfg: PrecisionConfig, ranges: dict):
@@ -217,7 +221,8 @@ def within(reference: list, candidate: list, atol: float, rtol: float, scaled: b
 
 
 def auto_mixed(model: onnx.ModelProto, cfg: PrecisionConfig, samples, tolerances: tuple[float, float]):
-    """(fp16 model, records, the nodes it keeps in float32, a report entry) meeting ``tolerances`` on ``samples``.
+    """(``cfg.mode`` model, records, the nodes it keeps in float32, a report entry) meeting ``tolerances`` on
+    ``samples``.
 
     Halving search for a 1-minimal set: if keeping S passes but keeping none does not, split S; keep the half
     that passes alone, or minimise each half with the other kept. Every trial is a real conversion run on
@@ -235,7 +240,7 @@ def auto_mixed(model: onnx.ModelProto, cfg: PrecisionConfig, samples, tolerances
             if len(trials) >= MAX_AUTO_EVALUATIONS:
                 raise _Budget()
             fp16, records = to_fp16(model, cfg, tuple(n for n in candidates if n in keep))
-            outs = _outputs(fp16, samples, _fp16_io_change(model, fp16), "a trial fp16 graph")
+            outs = _outputs(fp16, samples, _fp16_io_change(model, fp16), f"a trial {cfg.mode} graph")
             trials[keep] = (within(reference, outs, atol, rtol, scaled=True), fp16, records)
         return trials[keep][0]
 
@@ -257,8 +262,8 @@ def auto_mixed(model: onnx.ModelProto, cfg: PrecisionConfig, samples, tolerances
     exhausted = False
     if not trial(frozenset()) and not trial(everything):
         raise PrecisionError(f"--auto-mixed: even with every float node in float32 the outputs miss atol {atol:g} / "
-                             f"rtol {rtol:g} (the float16 rounding of inputs/outputs alone does)",
-                             "loosen --atol/--rtol, or drop --fp16-io")
+                             f"rtol {rtol:g} (the {cfg.mode} rounding of inputs/outputs alone does)",
+                             "loosen --atol/--rtol" + (", or drop --fp16-io" if cfg.fp16_io else ""))
     try:
         kept = minimise(candidates, frozenset())
         trial(frozenset(kept))
@@ -295,7 +300,7 @@ def apply_precision(fp32_path: Path, out: Path, cfg: PrecisionConfig, samples=No
     """
     model = load(Path(fp32_path))
     result = PrecisionResult(cfg.mode)
-    if cfg.mode == "fp16":
+    if cfg.mode in MIXED_FLOATS:
         if cfg.auto_mixed:
             converted, records, kept, entry = auto_mixed(model, cfg, samples, tolerances)
             result.auto_mixed = entry
@@ -318,11 +323,11 @@ def apply_precision(fp32_path: Path, out: Path, cfg: PrecisionConfig, samples=No
                                   "reflect real inputs; pass --calib-data for an engine you will deploy")
         converted, records = to_int8(model, cfg, ranges)
     else:
-        raise PrecisionError(f"precision '{cfg.mode}' needs no precision stage", "use fp16 or int8")
+        raise PrecisionError(f"precision '{cfg.mode}' needs no precision stage", "use fp16, bf16 or int8")
     result.records = records
     result.ops, result.nodes = precision_summary(converted)
     for r in records:
-        if r.name == "to_fp16" and r.changed:
+        if r.name in (ToFp16.name, ToBf16.name) and r.changed:
             # Block-list entries that hold float data (a blocked Range over int64 runs in no float precision).
             result.kept_fp32 = [k for k in r.stats.get("kept_fp32", []) if result.nodes.get(k["node"]) == "fp32"]
     if result.auto_mixed:

@@ -17,7 +17,7 @@ from .common import io_change as interface
 from .artifacts import ModelInfo, TensorSpec
 from .common.shapes import FLOAT_RANGE, INT_RANGE, input_ranges, merge_specs, resolve_shapes  # noqa: F401 (re-exported)
 from .config import PRECISION_MIN_AGREEMENT, Shape, ValidateConfig, check_tolerances
-from .common.fp16_emulation import fp16_storage, has_float16
+from .common.fp16_emulation import narrow_floats, storage_emulation
 from .backends.onnxruntime import ort_session
 from .errors import CompilerError, OptimizeError, ValidationError
 from .frontend.tfrun import TfSavedModelRunner
@@ -356,7 +356,7 @@ def _constant(arrays: list[np.ndarray]) -> bool:
 
 def onnx_runner(model: Path | bytes, name: str, error=ValidationError):
     """A Polygraphy runner over an ONNX model that onnxruntime runs as written (see backends.onnxruntime.ort_session
-    and, for float16 graphs, compiler.common.fp16_emulation), bounded in time and memory (compiler.limits); a failure
+    and, for float16/bfloat16 graphs, compiler.common.fp16_emulation), bounded in time and memory (compiler.limits); a failure
     is ``error``."""
     from polygraphy.backend.onnxrt import OnnxrtRunner
 
@@ -364,8 +364,8 @@ def onnx_runner(model: Path | bytes, name: str, error=ValidationError):
 
 
 def validation_session(model, what: str = "the model", error=ValidationError):
-    """An onnxruntime session running ``model`` (path, bytes or ModelProto) as written, float16 rounding
-    included (compiler.common.fp16_emulation); its ``run`` is bounded (``limits.BoundedSession``): failures are
+    """An onnxruntime session running ``model`` (path, bytes or ModelProto) as written, float16 and
+    bfloat16 rounding included (compiler.common.fp16_emulation); its ``run`` is bounded (``limits.BoundedSession``): failures are
     ``error``."""
     proto = model if isinstance(model, onnx.ModelProto) else None
     if proto is None:
@@ -375,8 +375,8 @@ def validation_session(model, what: str = "the model", error=ValidationError):
             raise
         except Exception:  # not an ONNX file: ort_session says so in its own words
             return limits.BoundedSession(ort_session(model), what, error)
-    if has_float16(proto):
-        proto = fp16_storage(proto)
+    if narrow_floats(proto):
+        proto = storage_emulation(proto)
     return limits.BoundedSession(ort_session(proto.SerializeToString()), what, error, proto)
 
 

@@ -14,7 +14,7 @@ from .infer_shapes import InferShapes
 from .infra import (PROVENANCE_KEY, Pass, PassBug, PassError, PassManager, PassRecord, PassResult,
                     fingerprint, provenance)
 from .layout_io import LayoutIO
-from .precision import QuantizeInt8, ToFp16
+from .precision import QuantizeInt8, ToBf16, ToFp16
 from .rewrite_tensorrt import RewriteTensorRT
 from .user_rules import UserRules
 
@@ -25,7 +25,8 @@ ALL_PASSES: dict[str, type[Pass]] = {
 
 # The precision stage's passes (compiler/precision.py runs them after the pipeline, with --precision):
 # not in ALL_PASSES, since they need settings and calibrated ranges that --passes cannot give.
-PRECISION_PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (ToFp16, QuantizeInt8, CleanupCasts)}
+PRECISION_PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (ToFp16, ToBf16, QuantizeInt8,
+                                                                        CleanupCasts)}
 
 
 def default_pipeline(*, input_shapes: dict | None = None, inputs_as_nchw: tuple[str, ...] = (),
@@ -75,5 +76,5 @@ def build_pipeline(names: tuple[str, ...] | None = None, skip: tuple[str, ...] =
 
 __all__ = ["ALL_PASSES", "PRECISION_PASSES", "PROVENANCE_KEY", "CleanupCasts", "CleanupToposort", "EliminateTransposes", "FoldConstants", "FreezeInputShapes",
            "FuseIntoConv", "InferShapes", "LayoutIO", "Pass", "PassBug", "PassError", "PassManager",
-           "PassRecord", "PassResult", "QuantizeInt8", "RewriteTensorRT", "ToFp16", "UserRules", "build_pipeline", "default_pipeline",
+           "PassRecord", "PassResult", "QuantizeInt8", "RewriteTensorRT", "ToBf16", "ToFp16", "UserRules", "build_pipeline", "default_pipeline",
            "fingerprint", "provenance"]

@@ -4,14 +4,15 @@ Rewrites, with ``x`` of dtype A:
 
 * ``Cast(x, to=A)`` → ``x`` (a no-op Cast);
 * ``Cast(Cast(x, to=B), to=C)`` → ``Cast(x, to=C)`` (or ``x`` if C == A) when
-  B holds every value of A exactly (float16 → float32, int8 → int32, ...): the
-  inner Cast loses nothing, so skipping it gives the same numbers;
+  B holds every value of A exactly (float16 → float32, bfloat16 → float32,
+  int8 → int32, ...; float16 and bfloat16 hold each other's values only in
+  part): the inner Cast loses nothing, so skipping it gives the same numbers;
 * ``Cast(Cast(x, to=float16), to=float32)`` with ``x`` float32 → ``x`` when the
   float16 tensor feeds only Casts: the value passes between two float32
   nodes (two nodes of the FP16 block list in a row) and stays float32 instead
-  of being rounded on the way; likewise ``Cast(Cast(i, to=float16),
-  to=float32)`` of an integer becomes one Cast to float32. These are the
-  rewrites that change numbers, towards float32's;
+  of being rounded on the way; likewise through bfloat16, and
+  ``Cast(Cast(i, to=float16), to=float32)`` of an integer becomes one Cast to
+  float32. These are the rewrites that change numbers, towards float32's;
 * two Casts of the same tensor to the same dtype → one.
 
 Graph outputs keep their names: where the Cast to drop writes one, its
@@ -26,35 +27,31 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from .infra import Pass, PassResult, reconnect
+from .precision._common import np_dtype
 
-_FLOATS = ("float16", "float32", "float64")
+# Float types by name: (exponent bits, significand bits including the implicit one).
+_FLOATS = {"float16": (5, 11), "bfloat16": (8, 8), "float32": (8, 24), "float64": (11, 53)}
 
 
 def _lossless(a: np.dtype, b: np.dtype) -> bool:
     """True when every value of dtype ``a`` is exactly representable in ``b``."""
     if a == b:
         return True
-    if a.kind == "f" and b.kind == "f":
-        return b.itemsize >= a.itemsize
+    if a.name in _FLOATS and b.name in _FLOATS:
+        return all(x <= y for x, y in zip(_FLOATS[a.name], _FLOATS[b.name]))
     if a.kind in "iu" and b.kind in "iu":
         return np.can_cast(a, b, casting="safe")
-    if a.kind in "iu" and b.kind == "f":
-        return a.itemsize * 8 <= {2: 11, 4: 24, 8: 53}[b.itemsize]  # the mantissa holds every integer of a
+    if a.kind in "iu" and b.name in _FLOATS:
+        return a.itemsize * 8 <= _FLOATS[b.name][1]  # the significand holds every integer of a
     return a.kind == "b"
 
 
 def _dtype(t) -> np.dtype | None:
-    try:
-        return None if t.dtype is None else np.dtype(t.dtype)
-    except TypeError:
-        return None
+    return np_dtype(t.dtype)  # graphsurgeon keeps bfloat16 as ONNX's enum
 
 
 def _to(node) -> np.dtype | None:
-    try:
-        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(node.attrs["to"]))
-    except (KeyError, TypeError):
-        return None
+    return np_dtype(node.attrs.get("to"))
 
 
 def _bypass(graph: gs.Graph, node: gs.Node, source: gs.Tensor) -> bool:
@@ -102,7 +99,7 @@ class CleanupCasts(Pass):
             if src is None:
                 continue
             # A float value narrowed only to be widened again by every reader: skip the narrowing.
-            detour = (str(a) in _FLOATS and str(to) in _FLOATS and a.itemsize < to.itemsize
+            detour = (a.name in _FLOATS and to.name in _FLOATS and _lossless(a, to) and a != to
                       and all(r.op == "Cast" for r in x.outputs) and x not in graph.outputs)
             if _lossless(src, a) or detour:
                 stats["float32_kept" if detour and not _lossless(src, a) else "chains"] += 1

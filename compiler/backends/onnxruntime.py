@@ -3,7 +3,11 @@
 onnxruntime applies its graph optimizations once at build time (level
 EXTENDED: fusions that are valid on any CPU, no hardware-specific layouts) and
 serializes the result in its ORT flatbuffer format, which later loads without
-re-optimizing. The file is recognisable from its content (``ORTM`` at bytes
+re-optimizing. Its CPU provider has no bfloat16 kernels (beyond Cast and data
+movement), so a bfloat16 graph is built from its storage emulation
+(``compiler/common/fp16_emulation.py``: float32 arithmetic, a bfloat16 rounding
+of every tensor the graph stores in bfloat16): an artifact for checking
+bfloat16 accuracy on any CPU, not for bfloat16 speed. The file is recognisable from its content (``ORTM`` at bytes
 4-8), so nothing mistakes it for a TensorRT plan. ``OrtRunner`` runs that artifact, and plain ONNX models as written.
 """
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 from .. import limits
 from ..artifacts import ONNX_MODEL, ORT_FORMAT, EngineArtifact, TensorSpec, atomic_output, detect_format
 from ..common import ort
+from ..common.fp16_emulation import has_bfloat16, storage_emulation
 from ..config import BuildConfig
 from ..errors import BuildError, RunError, ValidationError
 from ..common.io_change import KEY, Interface
@@ -82,6 +87,24 @@ def huge_constants(onnx_path: Path) -> list[str]:
             if any(sizes.get(o, (0,))[0] > limits.FOLD_CAP_BYTES for o in n.output)]
 
 
+BF16_EMULATED = ("emulated: float32 arithmetic with a bfloat16 rounding of each tensor the graph stores in bfloat16 "
+                 "(onnxruntime's CPU provider has no bfloat16 kernels)")
+
+
+def _buildable(onnx_path: Path):
+    """What onnxruntime builds from ``onnx_path``: the path itself, or (bfloat16 graphs) the serialized storage
+    emulation, external data inlined; and the summary's note on bfloat16 ({} when none)."""
+    import onnx
+
+    try:
+        header = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception:  # onnxruntime will say what is wrong with the file
+        return onnx_path, {}
+    if not has_bfloat16(header):
+        return onnx_path, {}
+    return storage_emulation(onnx.load(str(onnx_path))).SerializeToString(), {"bfloat16": BF16_EMULATED}
+
+
 def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig()) -> EngineArtifact:
     import onnxruntime
 
@@ -90,8 +113,9 @@ def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig()) -> Engin
     with atomic_output(out, "engine") as tmp:
         huge = huge_constants(Path(onnx_path))
         disabled = disabled_optimizers() + (("ConstantFolding",) if huge else ())
+        source, bf16_note = _buildable(Path(onnx_path))
         try:
-            session = ort.session(onnx_path, ort.BUILD, save_ort_to=tmp, disabled_optimizers=disabled)
+            session = ort.session(source, ort.BUILD, save_ort_to=tmp, disabled_optimizers=disabled)
         except Exception as e:  # onnxruntime's exception types are not importable portably
             raise BuildError(f"onnxruntime cannot build the model ({type(e).__name__}: "
                              f"{str(e).splitlines()[0][:300]})",
@@ -101,7 +125,7 @@ def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig()) -> Engin
     return EngineArtifact(path=out, backend="onnxruntime", format=ORT_FORMAT,
                           summary={"bytes": out.stat().st_size, "optimization_level": "extended",
                                    "disabled_optimizers": list(disabled),
-                                   **({"not_folded": huge} if huge else {}),
+                                   **({"not_folded": huge} if huge else {}), **bf16_note,
                                    "onnxruntime": onnxruntime.__version__, "providers": ["CPUExecutionProvider"],
                                    "io": session_io(session)})
 

@@ -1,4 +1,4 @@
-"""precision: the float32 optimized graph lowered to fp16 or int8 (``compiler/precision.py``), with the samples
+"""precision: the float32 optimized graph lowered to fp16, bf16 or int8 (``compiler/precision.py``), with the samples
 that needs: --auto-mixed searches on --data or seeded random data; int8 calibrates on --calib-data, else --data,
 else random data. TensorRT 11 has no precision flags, so the engine is built from the lowered graph."""
 from __future__ import annotations

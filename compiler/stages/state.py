@@ -34,7 +34,7 @@ class State:
     pass_records: tuple = ()
     trt: object = None  # passes.trt_support.TrtCheck of the optimized graph
     samples: object = None  # --data (compiler.common.samples.Samples) in before_passes's interface, loaded once
-    lowered: OnnxArtifact | None = None  # the fp16/int8 graph (precision stage)
+    lowered: OnnxArtifact | None = None  # the fp16/bf16/int8 graph (precision stage)
     precision: object = None  # compiler.precision.PrecisionResult
     calib_cache: Path | None = None
     engine_path: Path | None = None  # where build writes (a temporary file beside ``out``)

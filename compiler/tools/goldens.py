@@ -40,9 +40,12 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 import onnx
 
+from passes.precision._common import LOW_FLOATS
+
 from .. import __version__
 from ..artifacts import TensorSpec, content_sha256, partial_dir, refuse_replacing_inputs
 from ..config import DEFAULT_TOLERANCES, PRECISION_TOLERANCES, PRECISIONS, ExportConfig, check_tolerances, is_tolerance
+from ..common.fp16_emulation import narrow_floats
 from ..common.samples import load_samples, spec_paths
 from ..errors import ConfigError, GoldenError, OutputError, RunError
 from ..frontend.tfrun import TfSavedModelRunner
@@ -115,7 +118,8 @@ def open_subject(path: Path, export_cfg: ExportConfig = ExportConfig(), plugins=
 
 
 def detect_precision(path: Path) -> str | None:
-    """fp32/fp16/int8 of an ONNX model from its tensors (Q/DQ nodes: int8; float16 tensors: fp16); None for
+    """fp32/fp16/bf16/int8 of an ONNX model from its tensors (Q/DQ nodes: int8; float16 tensors: fp16; bfloat16
+    tensors: bf16); None for
     what cannot be read as ONNX (a SavedModel is fp32)."""
     path = Path(path)
     if path.is_dir():
@@ -128,12 +132,9 @@ def detect_precision(path: Path) -> str | None:
         return None
     if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
         return "int8"
-    fp16 = onnx.TensorProto.FLOAT16
-    if any(i.data_type == fp16 for i in model.graph.initializer) or any(
-            vi.type.tensor_type.elem_type == fp16 for vi in list(model.graph.value_info) + list(model.graph.input)
-            + list(model.graph.output)) or any(
-            a.name == "to" and a.i == fp16 for n in model.graph.node if n.op_type == "Cast" for a in n.attribute):
-        return "fp16"
+    narrow = narrow_floats(model)  # float16 wins where a graph holds both
+    if narrow:
+        return LOW_FLOATS[min(narrow, key=lambda t: t != onnx.TensorProto.FLOAT16)]
     return "fp32"
 
 

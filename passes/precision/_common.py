@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 
+import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
@@ -13,6 +14,32 @@ from ..infra import PassError
 
 # The layers TensorRT runs in INT8 when their inputs come through DequantizeLinear (quantize_int8 quantizes them).
 INT8_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+
+# The narrow float types a graph may be lowered to, by ONNX dtype, with the precision name the report uses.
+LOW_FLOATS = {onnx.TensorProto.FLOAT16: "fp16", onnx.TensorProto.BFLOAT16: "bf16"}
+_PRECISION_OF = {**LOW_FLOATS, onnx.TensorProto.FLOAT: "fp32"}
+
+
+def onnx_dtype(dtype) -> int | None:
+    """The ONNX dtype (TensorProto enum) of a graphsurgeon tensor's ``dtype``: a numpy dtype, ml_dtypes' bfloat16,
+    or the ONNX enum itself, which graphsurgeon keeps for types numpy lacks (bfloat16); None when unknown."""
+    if dtype is None:
+        return None
+    if isinstance(dtype, (int, np.integer)) and not isinstance(dtype, bool):
+        return int(dtype)
+    try:
+        return onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
+def np_dtype(dtype) -> np.dtype | None:
+    """``dtype`` (as ``onnx_dtype`` takes it) as a numpy dtype (ml_dtypes' for bfloat16), or None."""
+    code = onnx_dtype(dtype)
+    try:
+        return None if code is None else np.dtype(onnx.helper.tensor_dtype_to_np_dtype(code))
+    except (TypeError, KeyError, ValueError):
+        return None
 
 
 def split_keep(graph: gs.Graph, entries: tuple[str, ...]) -> tuple[set[str], set[str]]:
@@ -47,20 +74,21 @@ def export(graph: gs.Graph) -> onnx.ModelProto:
 
 
 def node_precision(graph: gs.Graph) -> dict[str, str]:
-    """Each float node's precision: 'fp16', 'fp32' or 'int8' (a Conv/MatMul/Gemm whose inputs come through
-    DequantizeLinear: TensorRT fuses the Q/DQ into an INT8 kernel). Casts, Q/DQ nodes and nodes with no float
-    tensor are left out.
+    """Each float node's precision: 'fp16', 'bf16', 'fp32' or 'int8' (a Conv/MatMul/Gemm whose inputs come
+    through DequantizeLinear: TensorRT fuses the Q/DQ into an INT8 kernel); a narrow float tensor makes the node
+    that narrow precision. Casts, Q/DQ nodes and nodes with no float tensor are left out.
     """
     out = {}
     for n in graph.nodes:
         if n.op in ("Cast", "QuantizeLinear", "DequantizeLinear"):
             continue
-        dtypes = {str(getattr(t, "dtype", None)) for t in list(n.inputs) + list(n.outputs) if t is not None}
+        found = {_PRECISION_OF.get(onnx_dtype(getattr(t, "dtype", None))) for t in list(n.inputs) + list(n.outputs)
+                 if t is not None}
         if n.op in INT8_OPS and any(isinstance(t, gs.Variable) and t.inputs and t.inputs[0].op == "DequantizeLinear"
                                     for t in n.inputs):
             out[n.name] = "int8"
-        elif "float16" in dtypes:
-            out[n.name] = "fp16"
-        elif "float32" in dtypes:
-            out[n.name] = "fp32"
+        else:
+            prec = next((p for p in ("fp16", "bf16", "fp32") if p in found), None)
+            if prec is not None:
+                out[n.name] = prec
     return out

@@ -83,30 +83,49 @@ def _fp32_feeders(graph: gs.Graph, blocked: set[str], outputs_fp32: bool) -> set
 class ToFp16(Pass):
     name = "to_fp16"
     once = True
-
+    narrow = "float16"  # the dtype the graph is lowered to
     def __init__(self, keep_fp32: tuple[str, ...] = (), fp16_io: bool = False):
         self.keep_fp32 = tuple(keep_fp32)  # op types or node names kept in float32 (--keep-fp32)
         self.fp16_io = fp16_io  # float16 graph inputs and outputs (--fp16-io)
 
+    def prepare(self, graph: gs.Graph) -> dict:
+        """Hook before the conversion (to_bf16 raises the opset here); returns stats to record."""
+        return {}
+
+    def blocked_ops(self, graph: gs.Graph) -> dict[str, str]:
+        """Op types kept in float32 by default → the reason the report gives."""
+        return {op: "default block list" for op in default_keep_ops()}
+
+    def exact_constants(self, graph: gs.Graph) -> dict:
+        """Hook before the conversion: what ``retarget`` needs of the float32 graph (to_bf16: its constants)."""
+        return {}
+
+    def retarget(self, graph: gs.Graph, exact: dict) -> None:
+        """Hook after the conversion, which writes float16: to_bf16 retypes it to bfloat16."""
+
     def run(self, graph: gs.Graph) -> PassResult:
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
+        stats = self.prepare(graph)
         keep_ops, keep_nodes = split_keep(graph, self.keep_fp32)
-        blocked_ops = set(default_keep_ops()) | keep_ops
+        defaults = self.blocked_ops(graph)
+        blocked_ops = set(defaults) | keep_ops
         feeders = _fp32_feeders(graph, {n.name for n in graph.nodes if n.op in blocked_ops} | keep_nodes,
                                 outputs_fp32=not self.fp16_io)
+        exact = self.exact_constants(graph)
         model = export(graph)
         converted = convert_float_to_float16(model, keep_io_types=not self.fp16_io, op_block_list=sorted(blocked_ops),
                                              node_block_list=sorted(keep_nodes | feeders), disable_shape_infer=True)
         casts_before = sum(n.op == "Cast" for n in graph.nodes)
         replace_graph(graph, onnx.shape_inference.infer_shapes(converted))
+        self.retarget(graph, exact)
 
         def reason(n):
             if n.op in keep_ops or n.name in keep_nodes:
                 return "--keep-fp32"
-            return "default block list" if n.op in blocked_ops else "moves or measures data for float32 nodes"
+            return defaults[n.op] if n.op in defaults else "moves or measures data for float32 nodes"
 
         kept = [{"node": n.name, "op": n.op, "reason": reason(n)} for n in graph.nodes
                 if n.op in blocked_ops or n.name in keep_nodes or n.name in feeders]
         return PassResult(True, {"kept_fp32": kept, "casts_added": sum(n.op == "Cast" for n in graph.nodes)
-                                 - casts_before, "io": "float16" if self.fp16_io else "float32"})
+                                 - casts_before, "io": self.narrow if self.fp16_io else "float32", **stats})
