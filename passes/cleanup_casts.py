@@ -12,7 +12,9 @@ Rewrites, with ``x`` of dtype A:
   nodes (two nodes of the FP16 block list in a row) and stays float32 instead
   of being rounded on the way; likewise through bfloat16, and
   ``Cast(Cast(i, to=float16), to=float32)`` of an integer becomes one Cast to
-  float32. These are the rewrites that change numbers, towards float32's;
+  float32, and ``Cast(Cast(x, to=bfloat16), to=int64)`` one Cast to int64 (a
+  count summed in float32 is not rounded to bfloat16's 256 exact integers on
+  its way back). These are the rewrites that change numbers, towards float32's;
 * two Casts of the same tensor to the same dtype → one.
 
 Graph outputs keep their names: where the Cast to drop writes one, its
@@ -98,8 +100,8 @@ class CleanupCasts(Pass):
             src = _dtype(source)
             if src is None:
                 continue
-            # A float value narrowed only to be widened again by every reader: skip the narrowing.
-            detour = (a.name in _FLOATS and to.name in _FLOATS and _lossless(a, to) and a != to
+            # A value narrowed to a float only to be widened again, or cast to an integer, by every reader: skip it.
+            detour = (a.name in _FLOATS and (to.name in _FLOATS and _lossless(a, to) and a != to or to.kind in "iub")
                       and all(r.op == "Cast" for r in x.outputs) and x not in graph.outputs)
             if _lossless(src, a) or detour:
                 stats["float32_kept" if detour and not _lossless(src, a) else "chains"] += 1

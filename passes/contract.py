@@ -1,4 +1,5 @@
-"""The pass pipeline's output contract: it passes ``onnx.checker`` full check and loads in onnxruntime.
+"""The pass pipeline's output contract: it passes ``onnx.checker`` full check and loads in onnxruntime (a bfloat16
+graph: its storage emulation, compiler/common/fp16_emulation.py).
 
 ``violation`` says why a model breaks it (None when it holds). The optimize stage checks the pipeline's
 output; when it fails, it runs the pipeline again with this check after every changing pass, so the error
@@ -20,10 +21,12 @@ def violation(model: onnx.ModelProto) -> str | None:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         return f"onnx.checker: {_first_line(e)}"
+    from compiler.common.fp16_emulation import has_bfloat16, storage_emulation
     from compiler.common.ort import session
 
     try:
-        session(model.SerializeToString())  # load only (no optimizations), quickly
+        # onnxruntime's CPU provider has no bfloat16 kernels: a bfloat16 graph loads as its storage emulation
+        session((storage_emulation(model) if has_bfloat16(model) else model).SerializeToString())  # load only
     except Exception as e:  # onnxruntime's error types differ across versions; its first line says why
         return f"onnxruntime: {_first_line(e)}"
     return None

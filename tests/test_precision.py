@@ -1,4 +1,4 @@
-"""The precision stage: fp16, automatic mixed precision and int8 (Q/DQ with calibration), on CPU.
+"""The precision stage: fp16, bf16, automatic mixed precision and int8 (Q/DQ with calibration), on CPU.
 
 Every graph here is real: fixtures exported with tf2onnx, lowered by the passes, run by onnxruntime and
 compared with the float32 graph under the documented tolerances (compiler.config.PRECISION_TOLERANCES).
@@ -63,7 +63,7 @@ def _run_both(fp32_path, low_path, name, n=16):
 
 
 @pytest.mark.parametrize("name", sorted(COMPILABLE))
-@pytest.mark.parametrize("mode", ["fp16", "int8"])
+@pytest.mark.parametrize("mode", ["fp16", "bf16", "int8"])
 def test_each_precision_on_each_fixture(exported, tmp_path, name, mode):
     """Valid ONNX, runs on onnxruntime, within the documented tolerance of fp32, TensorRT-parseable."""
     fp32, art, result = _lower(exported, name, tmp_path, PrecisionConfig(mode=mode))
@@ -76,13 +76,16 @@ def test_each_precision_on_each_fixture(exported, tmp_path, name, mode):
     # The interface is unchanged: float32 in, float32 out, same names.
     assert [(t.name, t.dtype) for t in io_specs(model)[0]] == [(t.name, t.dtype) for t in fp32.inputs]
     assert [(t.name, t.dtype) for t in io_specs(model)[1]] == [(t.name, t.dtype) for t in fp32.outputs]
-    if mode == "fp16":
+    if mode in ("fp16", "bf16"):
         graph = gs.import_onnx(model)
         for node in graph.nodes:  # the block list is respected
             if node.op in default_keep_ops() and node.name in precisions:
                 assert precisions[node.name] == "fp32", node.name
-        # Detection post-processing (NMS, TopK, their gathers) holds no arithmetic to run in float16.
-        assert bool(result.ops.get("fp16")) == (name not in ("nms", "combined_nms", "topk_large")), result.ops
+        # Detection post-processing (NMS, TopK, their gathers) holds no arithmetic to run in float16/bfloat16.
+        assert bool(result.ops.get(mode)) == (name not in ("nms", "combined_nms", "topk_large")), result.ops
+        assert set(precisions.values()) <= {mode, "fp32"}
+    if mode == "bf16":  # ONNX admits bfloat16 Conv and pooling from opset 22: the graph is raised to it
+        assert {o.domain: o.version for o in model.opset_import}[""] == 22
     else:
         has_weighted = bool(quantizable(gs.import_onnx(onnx.load(str(fp32.path)))))
         assert has_weighted == (name in ("cnn_nhwc", "multi_io", "uint8_image", "depth_to_space", "resize_modes",
@@ -383,7 +386,8 @@ def test_bad_calibration_data_leaves_no_engine(capsys, tmp_path):
 @pytest.mark.parametrize("flags,match", [
     (["--auto-mixed"], r"--auto-mixed only applies to --precision fp16"),
     (["--precision", "fp16", "--calib-data", "x"], r"--calib-data only applies to --precision int8"),
-    (["--precision", "int8", "--keep-fp32", "Softmax"], r"--keep-fp32 only applies to --precision fp16"),
+    (["--precision", "int8", "--keep-fp32", "Softmax"], r"--keep-fp32 only applies to --precision fp16/bf16"),
+    (["--precision", "bf16", "--fp16-io"], r"--fp16-io only applies to --precision fp16, not bf16"),
 ])
 def test_precision_flags_that_do_not_apply(capsys, exported, tmp_path, flags, match):
     import re
@@ -405,7 +409,7 @@ def test_validation_data_flag_drives_every_seam(capsys, tmp_path):
         assert seam["iterations"] == 5
 
 
-@pytest.mark.parametrize("mode", ["fp16", "int8"])
+@pytest.mark.parametrize("mode", ["fp16", "bf16", "int8"])
 @pytest.mark.parametrize("name", sorted(COMPILABLE))
 def test_compile_every_fixture_at_each_precision(capsys, tmp_path, name, mode):
     """End to end: the onnxruntime backend builds the lowered graph (its optimizer fuses Q/DQ into int8 kernels,
@@ -419,3 +423,58 @@ def test_compile_every_fixture_at_each_precision(capsys, tmp_path, name, mode):
                                                          "optimized→engine"]
     assert all(s["passed"] for s in report["validation"]) and out.is_file()
     assert report["precision"]["mode"] == mode and report["stages"]["precision"]["status"] == "ok"
+    atol, rtol = PRECISION_TOLERANCES[mode]
+    assert report["precision"]["tolerances"] == {"atol": atol, "rtol": rtol}
+    if mode == "bf16":  # onnxruntime has no bfloat16 kernels: its artifact is the storage emulation, and says so
+        assert ("bfloat16" in report["engine"]) == bool(report["precision"]["ops"].get("bf16")), report["engine"]
+
+
+# ---------------------------------------------------------------- bf16 on the fixtures (pass level: tests/test_bf16.py)
+
+def test_bf16_casts_only_at_precision_boundaries_and_exact_weights(exported, tmp_path):
+    """cnn_nhwc at bf16: Conv and pooling in bfloat16 (opset 22), a BFLOAT16 Cast after the input and one out of it
+    into the float32 Softmax; weights rounded from float32 to the nearest bfloat16."""
+    from passes.precision.to_bf16 import BFLOAT16
+
+    fp32, art, result = _lower(exported, "cnn_nhwc", tmp_path, PrecisionConfig(mode="bf16"))
+    model = onnx.load(str(art.path))
+    casts = [(n.input[0], n.attribute[0].i) for n in model.graph.node if n.op_type == "Cast"]
+    assert sorted(to for _, to in casts) == [TensorProto.FLOAT, TensorProto.BFLOAT16], casts
+    assert casts[[to for _, to in casts].index(TensorProto.BFLOAT16)][0] == "image"
+    assert result.ops["fp32"] == {"Softmax": 1} and {"Conv", "MaxPool", "MatMul"} <= set(result.ops["bf16"])
+    assert result.kept_fp32 == [{"node": result.kept_fp32[0]["node"], "op": "Softmax",
+                                 "reason": "default block list (8-bit mantissa)"}]
+    float_weights = {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(str(fp32.path)).graph.initializer}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    inits = {i.name: i for i in model.graph.initializer}
+    for conv in convs:
+        w = inits[conv.input[1]]
+        assert w.data_type == TensorProto.BFLOAT16
+        expected = float_weights[conv.input[1]].astype(BFLOAT16).astype(np.float32)
+        assert np.array_equal(onnx.numpy_helper.to_array(w).astype(np.float32), expected)
+    _, _, kept = _lower(exported, "cnn_nhwc", _sub(tmp_path, "k"), PrecisionConfig(mode="bf16", keep_fp32=("MatMul",)))
+    assert kept.ops["fp32"] == {"MatMul": 1, "Softmax": 1, "Squeeze": 1}
+
+
+def test_bf16_seam_measures_bf16_rounding(exported, tmp_path):
+    """depth_to_space: the fp16 graph meets 3e-3, the bf16 graph (4x coarser rounding) does not, and meets bf16's
+    tolerance: the emulation really rounds to bfloat16 where the graph stores it."""
+    fp32, bf16, _ = _lower(exported, "depth_to_space", tmp_path, PrecisionConfig(mode="bf16"))
+    _, fp16, _ = _lower(exported, "depth_to_space", _sub(tmp_path, "h"), PrecisionConfig(mode="fp16"))
+    ref, low = _run_both(fp32.path, bf16.path, "depth_to_space")
+    _, half = _run_both(fp32.path, fp16.path, "depth_to_space")
+    assert within(ref, half, 3e-3, 3e-3, scaled=True) and not within(ref, low, 3e-3, 3e-3, scaled=True)
+    assert within(ref, low, *PRECISION_TOLERANCES["bf16"], scaled=True)
+
+
+def test_compile_bf16_fails_a_tolerance_too_tight_for_bf16(capsys, tmp_path):
+    from compiler.errors import ValidationError
+
+    out = tmp_path / "d.engine"
+    code, _, stderr = run_cli(capsys, "compile", FIXTURES / "depth_to_space", out, "--precision", "bf16",
+                              "--atol", "3e-3", "--rtol", "3e-3", "--quiet")
+    assert code == ValidationError.exit_code and "fp32→bf16" in stderr, stderr
+    report = json.loads((tmp_path / "d.engine.report.json").read_text())
+    seams = {s["seam"]: s for s in report["validation"]}
+    assert not seams["fp32→bf16"]["passed"] and seams["onnx→optimized"]["passed"] and not out.exists()
+

@@ -137,9 +137,11 @@ def ort_session(model: Path | bytes, fmt: str = ONNX_MODEL):
     side of a validation seam must run as written: onnxruntime's own fusions
     (e.g. folding BatchNormalization into Conv) change float32 rounding, by
     3.7e-4 on a random-weight ResNet50V2, and would be blamed on the export
-    or the passes.
+    or the passes. A bfloat16 ONNX model runs as its storage emulation (see the module docstring).
     """
     path = "<in-memory model>" if isinstance(model, bytes) else model
+    if fmt == ONNX_MODEL and not isinstance(model, bytes):
+        model, _ = _buildable(Path(model))  # a bfloat16 graph runs as its storage emulation, or not at all
     try:
         return ort.session(model, ort.AS_WRITTEN, ort_format=fmt == ORT_FORMAT)
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types

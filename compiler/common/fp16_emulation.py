@@ -32,28 +32,10 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from passes.infra import reconnect
-from passes.precision._common import LOW_FLOATS, np_dtype, onnx_dtype
+from .dtypes import LOW_FLOATS, has_bfloat16, has_float16, narrow_floats, np_dtype, onnx_dtype  # noqa: F401
 
 F16, BF16, F32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.FLOAT
 _NARROW = frozenset(np_dtype(t) for t in LOW_FLOATS)  # numpy float16 and ml_dtypes' bfloat16
-
-
-def narrow_floats(model: onnx.ModelProto) -> set[int]:
-    """The narrow float types (FLOAT16, BFLOAT16) ``model``'s main graph holds: initializers, typed values, Casts."""
-    graph = model.graph
-    found = {i.data_type for i in graph.initializer}
-    found |= {v.type.tensor_type.elem_type for v in list(graph.input) + list(graph.output) + list(graph.value_info)}
-    found |= {a.i for n in graph.node if n.op_type == "Cast" for a in n.attribute if a.name == "to"}
-    return found & set(LOW_FLOATS)
-
-
-def has_float16(model: onnx.ModelProto) -> bool:
-    return F16 in narrow_floats(model)
-
-
-def has_bfloat16(model: onnx.ModelProto) -> bool:
-    return BF16 in narrow_floats(model)
 
 
 def _narrow(dtype) -> int | None:
@@ -63,6 +45,8 @@ def _narrow(dtype) -> int | None:
 
 def storage_emulation(model: onnx.ModelProto) -> onnx.ModelProto:
     """The float32-arithmetic, float16/bfloat16-storage twin of ``model`` (see the module docstring)."""
+    # graphsurgeon warns on reading each bfloat16 constant (numpy lacks the type); widening them is the point here
+    gs.logger.G_LOGGER.severity = max(gs.logger.G_LOGGER.severity, gs.logger.G_LOGGER.ERROR)
     model = onnx.shape_inference.infer_shapes(model)
     graph = gs.import_onnx(model)
     for tensor in graph.tensors().values():
@@ -78,11 +62,12 @@ def storage_emulation(model: onnx.ModelProto) -> onnx.ModelProto:
                 gs.Node("Cast", attrs={"to": F32}, inputs=[half], outputs=[target])]
 
     added = []
-    for inp in graph.inputs:
-        if _narrow(inp.dtype):  # a narrow input: widen at the edge, exactly
-            wide = gs.Variable(f"{inp.name}__fp32", np.float32, inp.shape)
-            reconnect(inp.outputs, "inputs", inp, wide)
-            added.append(gs.Node("Cast", attrs={"to": F32}, inputs=[inp], outputs=[wide]))
+    for i, inp in enumerate(list(graph.inputs)):
+        if _narrow(inp.dtype):  # a narrow input: widen at the edge, exactly (its readers keep the widened tensor)
+            edge = gs.Variable(inp.name, inp.dtype, inp.shape)
+            inp.name, inp.dtype = f"{inp.name}__fp32", np.float32
+            added.append(gs.Node("Cast", attrs={"to": F32}, inputs=[edge], outputs=[inp]))
+            graph.inputs[i] = edge
     for node in list(graph.nodes):
         fill = node.attrs.get("value")  # ConstantOfShape's fill value
         if isinstance(fill, gs.Constant) and fill.values.dtype in _NARROW:

@@ -40,12 +40,10 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 import onnx
 
-from passes.precision._common import LOW_FLOATS
-
 from .. import __version__
 from ..artifacts import TensorSpec, content_sha256, partial_dir, refuse_replacing_inputs
 from ..config import DEFAULT_TOLERANCES, PRECISION_TOLERANCES, PRECISIONS, ExportConfig, check_tolerances, is_tolerance
-from ..common.fp16_emulation import narrow_floats
+from ..common.dtypes import LOW_FLOATS, narrow_floats
 from ..common.samples import load_samples, spec_paths
 from ..errors import ConfigError, GoldenError, OutputError, RunError
 from ..frontend.tfrun import TfSavedModelRunner

@@ -6,40 +6,17 @@ from __future__ import annotations
 
 import difflib
 
-import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
+
+from compiler.common.dtypes import LOW_FLOATS, np_dtype, onnx_dtype  # noqa: F401 (the passes' names for them)
 
 from ..infra import PassError
 
 # The layers TensorRT runs in INT8 when their inputs come through DequantizeLinear (quantize_int8 quantizes them).
 INT8_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
-# The narrow float types a graph may be lowered to, by ONNX dtype, with the precision name the report uses.
-LOW_FLOATS = {onnx.TensorProto.FLOAT16: "fp16", onnx.TensorProto.BFLOAT16: "bf16"}
 _PRECISION_OF = {**LOW_FLOATS, onnx.TensorProto.FLOAT: "fp32"}
-
-
-def onnx_dtype(dtype) -> int | None:
-    """The ONNX dtype (TensorProto enum) of a graphsurgeon tensor's ``dtype``: a numpy dtype, ml_dtypes' bfloat16,
-    or the ONNX enum itself, which graphsurgeon keeps for types numpy lacks (bfloat16); None when unknown."""
-    if dtype is None:
-        return None
-    if isinstance(dtype, (int, np.integer)) and not isinstance(dtype, bool):
-        return int(dtype)
-    try:
-        return onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
-    except (TypeError, KeyError, ValueError):
-        return None
-
-
-def np_dtype(dtype) -> np.dtype | None:
-    """``dtype`` (as ``onnx_dtype`` takes it) as a numpy dtype (ml_dtypes' for bfloat16), or None."""
-    code = onnx_dtype(dtype)
-    try:
-        return None if code is None else np.dtype(onnx.helper.tensor_dtype_to_np_dtype(code))
-    except (TypeError, KeyError, ValueError):
-        return None
 
 
 def split_keep(graph: gs.Graph, entries: tuple[str, ...]) -> tuple[set[str], set[str]]:

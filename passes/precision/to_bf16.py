@@ -84,7 +84,6 @@ class ToBf16(ToFp16):
             model = onnx.version_converter.convert_version(export(graph), BF16_OPSET)
         except Exception as e:  # no adapter for some op: stay at this opset, and its ops without bfloat16 stay fp32
             return {"opset": opset, "opset_not_raised": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
-        model.ir_version = max(model.ir_version, 10)  # opset 22 belongs to IR version 10
         replace_graph(graph, model)
         return {"opset": [opset, BF16_OPSET]}
 
