@@ -72,7 +72,7 @@ def test_passes_benchmark_on_one_fixture(tmp_path):
 
 
 def test_precision_benchmark_on_one_fixture(tmp_path):
-    """fp32, fp16 and int8 graphs are made, timed and compared; fp16/int8 stay within the documented tolerance."""
+    """fp32, fp16, bf16 and int8 graphs are made, timed and compared; each stays within its documented tolerance."""
     out = tmp_path / "precision.json"
     proc = subprocess.run([sys.executable, "scripts/bench/precision.py", "--fixtures", "cnn_nhwc", "--no-mobilenet",
                            "--runs", "1", "--samples", "8", "--json", str(out)],
@@ -81,7 +81,7 @@ def test_precision_benchmark_on_one_fixture(tmp_path):
     table = proc.stdout[proc.stdout.index("\ncnn_nhwc  ("):]
     num = r"([\d.]+(?:e[+-]\d+)?)"
     printed = {}
-    for prec in ("fp32", "fp16", "int8"):
+    for prec in ("fp32", "fp16", "bf16", "int8"):
         # precision, nodes, median ms, min ms, ratio, max abs, max rel, tol, top-1
         row = re.search(rf"^{prec}\s+(\d+)\s+{num}\s+{num}\s+{num}x\s+{num}\s+{num}\s+(\S+)\s+(\S+)$", table, re.M)
         assert row, f"no table row for {prec}:\n{table}"
@@ -89,19 +89,20 @@ def test_precision_benchmark_on_one_fixture(tmp_path):
         assert int(row[1]) > 0 and float(row[2]) > 0 and float(row[3]) > 0, row[0]
     fp32 = printed["fp32"]
     assert float(fp32[4]) == 1.0 and float(fp32[5]) == 0 and float(fp32[6]) == 0, fp32[0]
-    for prec in ("fp16", "int8"):
+    for prec in ("fp16", "bf16", "int8"):
         row = printed[prec]
         assert row[7] == "ok", row[0]
         assert re.fullmatch(r"\d+\.\d%", row[8]) and float(row[8][:-1]) >= 50, row[0]
     assert int(printed["int8"][1]) > int(fp32[1]), "the int8 graph has no Q/DQ nodes"
-    ratio = re.search(r"^fp16/fp32 latency ([\d.]+)x\s+int8/fp32 latency ([\d.]+)x$", table, re.M)
-    assert ratio and float(ratio[1]) > 0 and float(ratio[2]) > 0, f"no ratio line:\n{table}"
+    ratio = re.search(r"^fp16/fp32 latency ([\d.]+)x\s+bf16/fp32 latency ([\d.]+)x\s+int8/fp32 latency ([\d.]+)x$",
+                      table, re.M)
+    assert ratio and all(float(ratio[i]) > 0 for i in (1, 2, 3)), f"no ratio line:\n{table}"
     calib = re.search(r"^int8 calibration: minmax on .*RANDOM data.*: ([\d.]+) s$", table, re.M)
     assert calib, f"no calibration line:\n{table}"
 
     data = json.loads(out.read_text())
     rows = {r["precision"]: r for r in data["rows"]}
-    assert set(rows) == {"fp32", "fp16", "int8"} and {r["model"] for r in data["rows"]} == {"cnn_nhwc"}
+    assert set(rows) == {"fp32", "fp16", "bf16", "int8"} and {r["model"] for r in data["rows"]} == {"cnn_nhwc"}
     for prec, r in rows.items():
         row = printed[prec]
         assert r["error"] is None and r["note"] is None, r
@@ -109,7 +110,8 @@ def test_precision_benchmark_on_one_fixture(tmp_path):
         assert f"{r['median_ms']:.3f}" == row[2] and f"{r['min_ms']:.3f}" == row[3], r
         assert f"{r['ratio']:.2f}" == row[4] and f"{r['max_abs']:.2e}" == row[5] and f"{r['max_rel']:.2e}" == row[6]
     assert rows["fp32"]["max_abs"] == 0 and rows["fp32"]["ratio"] == 1.0
-    for prec in ("fp16", "int8"):
+    assert rows["bf16"]["max_abs"] > rows["fp16"]["max_abs"]  # bfloat16's rounding, emulated, is really measured
+    for prec in ("fp16", "bf16", "int8"):
         assert rows[prec]["within_tolerance"] is True and f"{rows[prec]['top1'] * 100:.1f}%" == printed[prec][8]
     assert rows["int8"]["calibration_s"] > 0 and rows["int8"]["calibration"]["random_data"] is True
     assert rows["int8"]["calibration"]["reused_cache"] is False

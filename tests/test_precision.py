@@ -84,8 +84,8 @@ def test_each_precision_on_each_fixture(exported, tmp_path, name, mode):
         # Detection post-processing (NMS, TopK, their gathers) holds no arithmetic to run in float16/bfloat16.
         assert bool(result.ops.get(mode)) == (name not in ("nms", "combined_nms", "topk_large")), result.ops
         assert set(precisions.values()) <= {mode, "fp32"}
-    if mode == "bf16":  # ONNX admits bfloat16 Conv and pooling from opset 22: the graph is raised to it
-        assert {o.domain: o.version for o in model.opset_import}[""] == 22
+        # bf16: ONNX admits bfloat16 Conv and pooling from opset 22, so the graph is raised to it
+        assert {o.domain: o.version for o in model.opset_import}[""] == (22 if mode == "bf16" else 17)
     else:
         has_weighted = bool(quantizable(gs.import_onnx(onnx.load(str(fp32.path)))))
         assert has_weighted == (name in ("cnn_nhwc", "multi_io", "uint8_image", "depth_to_space", "resize_modes",

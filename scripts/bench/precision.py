@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The precision stage's FP16 and INT8 graphs against the float32 graph: size, CPU latency, error.
+"""The precision stage's FP16, BF16 and INT8 graphs against the float32 graph: size, CPU latency, error.
 
     python scripts/bench/precision.py [--fixtures a,b | --no-fixtures] [--mobilenet DIR | --no-mobilenet]
                                       [--runs 5] [--samples 64] [--seed 1] [--json FILE] [--workdir DIR]
@@ -7,13 +7,14 @@
 What runs. Each model (the compilable fixtures of tests/conftest.py, and a random-weight Keras
 MobileNetV2) is exported to ONNX once with ``compiler.api.export_model``, its input shapes are
 fixed (a fixture's from its golden inputs, fixtures/golden/NAME.npz, else from its
-``--input-shapes`` flag in COMPILABLE; MobileNetV2's static shape with batch 1), and three
+``--input-shapes`` flag in COMPILABLE; MobileNetV2's static shape with batch 1), and four
 graphs are made from that one export with those shapes frozen:
 
   fp32   compiler.api.optimize_model(model.onnx, fp32.onnx, OptimizeConfig(input_shapes=...)):
          the default pass pipeline; the reference
   fp16   compiler.api.lower_precision(model.onnx, fp16.onnx, OptimizeConfig(...),
          PrecisionConfig(mode="fp16"), ValidateConfig()): the same passes, then float16
+  bf16   the same with PrecisionConfig(mode="bf16"): bfloat16 at opset 22
   int8   compiler.api.lower_precision(..., PrecisionConfig(mode="int8", calib_method="minmax",
          calib_cache=<fresh file>), ValidateConfig()): the same passes, then calibration and Q/DQ
 
@@ -31,15 +32,18 @@ session options: graph optimizations ON (ORT_ENABLE_ALL, the fusions a deploymen
 onnxruntime would get) and the default intra-op thread count. One fixed input (the first of the
 error samples below) is fed. After warm-up, a run is the mean time of K ``session.run`` calls,
 with K chosen per graph so that a run lasts at least about 0.2 s; ``--runs`` runs are taken, the
-three precisions alternating within each round and each round starting with the next one in turn
-(fp32/fp16/int8, then fp16/int8/fp32, ...) so drift in machine load is spread over all three.
+four precisions alternating within each round and each round starting with the next one in turn
+(fp32/fp16/bf16/int8, then fp16/bf16/int8/fp32, ...) so drift in machine load is spread over all four.
 The median is reported with the min beside it, in milliseconds per call; ratio = median /
 fp32's median.
 
 What those latencies mean. onnxruntime's CPU provider has few float16 kernels: it runs float16
 nodes through Casts to float32 that it inserts around them, so fp16 is expected to be SLOWER than
 fp32 here. That number is the cost of validating an fp16 graph on this machine, not the speed
-TensorRT will give it on a GPU. INT8 Q/DQ graphs run with onnxruntime's int8 kernels where its
+TensorRT will give it on a GPU. It has no bfloat16 kernels at all, so a bf16 graph is timed as its
+storage emulation (compiler/common/fp16_emulation.py: float32 arithmetic and a Cast pair per stored
+bfloat16 tensor), which is what the onnxruntime backend builds: the cost of checking bf16 accuracy
+here, not bfloat16 speed (AMX/AVX512_BF16 via OpenVINO, Ampere+ via TensorRT). INT8 Q/DQ graphs run with onnxruntime's int8 kernels where its
 optimizer fuses the QuantizeLinear/DequantizeLinear pairs around Conv/MatMul (QLinearConv,
 MatMulInteger, ...); Q/DQ pairs it does not fuse run as written and cost time.
 
@@ -47,14 +51,14 @@ How error is measured. ``--samples`` seeded random inputs (seed ``--seed``, defa
 are not the calibration samples; floats uniform in [-1, 1], integers in [0, 8], booleans random,
 as compiler.validate.input_ranges; drawn by compiler.data.load_samples) are fed, one at a time,
 to every graph run AS WRITTEN (``compiler.validate.validation_session``: graph optimizations
-off, and float16 graphs with the explicit float16 rounding of compiler/emulate.py, because
+off, and float16/bfloat16 graphs with the explicit rounding of compiler/emulate.py, because
 onnxruntime's CPU provider otherwise skips it between nodes), the fp32 graph included, so the
 error is that of the precision stage and not of onnxruntime's fusions. Each graph's ``tf2trt.interface`` record adapts the feed and the outputs (float64 IO
 made float32, NCHW IO). ``max abs`` and ``max rel`` are the largest |fp32 - x| and
 |fp32 - x| / |fp32| over every element of every output and sample (rel is ``inf`` where the
 fp32 value is 0 and x is not; the JSON writes it as the string "inf"). ``tol`` is ``ok`` when every
 element meets the documented tolerance of compiler.config.PRECISION_TOLERANCES (fp16: atol 1e-2 /
-rtol 1e-2, int8: 5e-2 / 5e-2) by the validation rule: |a - b| <= atol or |a - b| / |a| <= rtol, the atol scaled by the
+rtol 1e-2, bf16: 4e-2 / 4e-2, int8: 5e-2 / 5e-2) by the validation rule: |a - b| <= atol or |a - b| / |a| <= rtol, the atol scaled by the
 output's peak |value| where that exceeds 1 (compiler.precision.within, the seams' verdict);
 integer and boolean outputs must agree on 95% of their elements (PRECISION_MIN_AGREEMENT, the
 seams' rule). ``top-1``: for each classifier-like output
@@ -98,7 +102,8 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+LOWERED = PRECISIONS[1:]
 VERSIONED_PACKAGES = ("tf2trt-compiler", "onnx", "onnxruntime", "tf2onnx", "tensorflow", "numpy")
 RUN_SECONDS = 0.2  # a timed run lasts at least about this long
 WARMUP_CALLS = 3
@@ -132,7 +137,7 @@ class Row:
     max_abs: float | None = None
     max_rel: float | None = None
     within_tolerance: bool | None = None
-    tolerance: dict | None = None  # {"atol", "rtol"} for fp16/int8
+    tolerance: dict | None = None  # {"atol", "rtol"} for fp16/bf16/int8
     top1: float | None = None
     top1_rows: int = 0
     calibration_s: float | None = None
@@ -217,7 +222,7 @@ def _one_line(e: BaseException) -> str:
 
 
 def make_graphs(model: Model, workdir: Path, rows: dict[str, Row]) -> None:
-    """Write fp32.onnx, fp16.onnx, int8.onnx under ``workdir``; a failure goes into its row."""
+    """Write fp32.onnx, fp16.onnx, bf16.onnx, int8.onnx under ``workdir``; a failure goes into its row."""
     import onnx
 
     from compiler.api import lower_precision, optimize_model
@@ -230,8 +235,8 @@ def make_graphs(model: Model, workdir: Path, rows: dict[str, Row]) -> None:
         try:
             if prec == "fp32":
                 art, _ = optimize_model(model.onnx, out, ocfg)
-            elif prec == "fp16":
-                art, _, result = lower_precision(model.onnx, out, ocfg, PrecisionConfig(mode="fp16"),
+            elif prec in ("fp16", "bf16"):
+                art, _, result = lower_precision(model.onnx, out, ocfg, PrecisionConfig(mode=prec),
                                                  ValidateConfig())
             else:
                 cache = workdir / "int8.calib.json"
@@ -274,9 +279,15 @@ class Graph:
 
         self.change = interface.read(path)
         if optimized:
+            import onnx
+
+            from compiler.common.fp16_emulation import has_bfloat16, storage_emulation
+
             so = ort.SessionOptions()  # the defaults: ORT_ENABLE_ALL, default intra-op threads
             so.log_severity_level = 3
-            self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            model = onnx.load(str(path))  # bfloat16: no CPU kernels, so its emulation (what the backend builds)
+            source = storage_emulation(model).SerializeToString() if has_bfloat16(model) else str(path)
+            self.session = ort.InferenceSession(source, so, providers=["CPUExecutionProvider"])
         else:
             self.session = validation_session(path)
         self.inputs = {i.name for i in self.session.get_inputs()}
@@ -291,7 +302,7 @@ class Graph:
 
 
 def measure_errors(rows: dict[str, Row], samples) -> None:
-    """max abs/rel error, tolerance verdict and top-1 of fp16/int8 against fp32, all run as written."""
+    """max abs/rel error, tolerance verdict and top-1 of fp16/bf16/int8 against fp32, all run as written."""
     import numpy as np
 
     from compiler.config import PRECISION_TOLERANCES
@@ -398,7 +409,7 @@ def bench_model(model: Model, workdir: Path, runs: int, samples: int, seed: int)
     rows = {p: Row(model.name, p) for p in PRECISIONS}
     make_graphs(model, workdir, rows)
     if rows["fp32"].error:
-        for p in ("fp16", "int8"):
+        for p in LOWERED:
             if not rows[p].error:
                 rows[p].error = "no fp32 graph to compare with"
         return rows
@@ -457,7 +468,7 @@ def print_table(model: Model, rows: dict[str, Row]) -> None:
         if r.error:  # measured as written, then failed with onnxruntime's default options
             print(f"  {prec}: ERROR: {r.error}")
     parts = []
-    for prec in ("fp16", "int8"):
+    for prec in LOWERED:
         r = rows[prec]
         parts.append(f"{prec}/fp32 latency " + ("-" if r.ratio is None else f"{r.ratio:.2f}x"))
     print("  ".join(parts))
@@ -467,7 +478,7 @@ def print_table(model: Model, rows: dict[str, Row]) -> None:
         print(f"int8 calibration: {c.get('method')} on {c.get('source')}"
               f"{' (RANDOM data)' if c.get('random_data') else ''}: {i8.calibration_s:.2f} s"
               + (" (reused cache)" if c.get("reused_cache") else ""))
-    tops = [rows[p] for p in ("fp16", "int8") if rows[p].top1 is not None]
+    tops = [rows[p] for p in LOWERED if rows[p].top1 is not None]
     if tops:
         print(f"top-1 over {tops[0].top1_rows} row(s) of each classifier-like output")
 
@@ -544,11 +555,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nresults: latency = ms per session.run, median (and min) of {a.runs} run(s), onnxruntime CPU with "
           f"graph optimizations ON; ratio = median / fp32 median. Error vs the fp32 graph on {a.samples} random "
           f"samples, every graph run as written; tol: {tol} (atol x max(1, peak |fp32 output|)), integer "
-          "outputs equal on 95% of elements; fp16 graphs with explicit float16 rounding (compiler/emulate.py).")
+          "outputs equal on 95% of elements; fp16/bf16 graphs with explicit float16/bfloat16 rounding "
+          "(compiler/emulate.py).")
     print("note: INT8 graphs are calibrated on RANDOM data (32 seeded samples): their error says what random "
           "calibration gives, not what real calibration data would.")
     print("note: onnxruntime's CPU provider runs most float16 nodes through Casts to float32, so fp16 is expected "
-          "to be slower here; it is not TensorRT's fp16 speed.")
+          "to be slower here; it is not TensorRT's fp16 speed. It has no bfloat16 kernels: bf16 is timed as its "
+          "storage emulation (float32 plus a Cast pair per tensor), the cost of checking bf16 accuracy here.")
     for m, rows in results:
         print_table(m, rows)
 
