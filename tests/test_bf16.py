@@ -195,3 +195,29 @@ def test_auto_mixed_at_bf16_keeps_the_cancelling_nodes():
     assert node_precision(gs.import_onnx(low)) == {"matmul": "fp32", "sub": "fp32", "tanh": "bf16", "add": "bf16"}
     assert within(_outputs(model, samples), _outputs(low, samples), *PRECISION_TOLERANCES["bf16"], scaled=True)
     assert not entry["budget_exhausted"]
+
+
+def test_control_flow_bodies_stay_float32():
+    """An If whose branches compute: kept float32 with its bodies, so the bf16 graph still runs (emulated) on CPU."""
+    def branch(name, factor):
+        k = numpy_helper.from_array(np.array(factor, np.float32), f"{name}_k")
+        return helper.make_graph([helper.make_node("Mul", ["r", f"{name}_k"], [f"{name}_y"])], name, [],
+                                 [helper.make_tensor_value_info(f"{name}_y", F32, [4])], [k])
+
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("ReduceMax", ["x"], ["m"], name="max", keepdims=0),
+             helper.make_node("Greater", ["m", "zero"], ["c"], name="positive"),
+             helper.make_node("If", ["c"], ["y"], name="if", then_branch=branch("then", 2.0),
+                              else_branch=branch("else", 3.0))]
+    model = _model(nodes, [helper.make_tensor_value_info("x", F32, [4])], [helper.make_tensor_value_info("y", F32, [4])],
+                   [numpy_helper.from_array(np.array(0.0, np.float32), "zero")])
+    low, records = _lower(model)
+    onnx.checker.check_model(low, full_check=True)
+    kept = {k["op"]: k["reason"] for k in records[0].stats["kept_fp32"]}
+    assert "body stays float32" in kept["If"]
+    body = next(n for n in low.graph.node if n.op_type == "If").attribute[0].g
+    assert {i.data_type for i in body.initializer} == {F32}
+    x = np.array([-1.0, 0.3, 2.0, 7.1], np.float32)
+    (y,) = validation_session(low).run(None, {"x": x})
+    np.testing.assert_allclose(y, 2 * np.maximum(x, 0), rtol=2 ** -8)  # Relu in bfloat16, the branch in float32
+

@@ -15,7 +15,9 @@ list, float32 feeders and ``--keep-fp32``), with three differences:
   lower opset is first raised to ``BF16_OPSET`` with ONNX's version converter
   (TensorRT 11 parses up to opset 25, onnxruntime 1.23 up to 23). An op whose
   ONNX schema at the graph's opset still admits no bfloat16 (Einsum,
-  NonMaxSuppression, TopK, ops of other domains) stays float32.
+  NonMaxSuppression, TopK, ops of other domains) stays float32, and so do
+  If, Loop and Scan with their bodies: the emulation below covers the main
+  graph only.
 * onnxruntime's converter writes float16 only: its output is retyped to
   bfloat16, constants rounded from their float32 values (round to nearest
   even), never through float16, which would clip them at 65504.
@@ -32,6 +34,9 @@ from ._common import np_dtype, onnx_dtype, replace_graph
 from .to_fp16 import ToFp16, default_keep_ops, export
 
 BF16_OPSET = 22  # the first opset whose Conv, pooling and InstanceNormalization admit bfloat16
+# Ops with graph bodies: kept float32 (the converter then leaves their bodies alone), because the storage emulation
+# that validates bfloat16 on CPU rewrites the main graph only, and onnxruntime cannot run bfloat16 arithmetic.
+CONTROL_FLOW = ("If", "Loop", "Scan")
 F16, BF16 = onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16
 BFLOAT16 = np_dtype(BF16)  # ml_dtypes' bfloat16, as onnx maps it
 _DEFAULT_DOMAINS = ("", "ai.onnx")
@@ -89,6 +94,7 @@ class ToBf16(ToFp16):
 
     def blocked_ops(self, graph: gs.Graph) -> dict[str, str]:
         reasons = {op: "default block list (8-bit mantissa)" for op in default_keep_ops()}
+        reasons |= {op: "its body stays float32 (bfloat16 is emulated in the main graph only)" for op in CONTROL_FLOW}
         for g in _graphs(graph):
             for n in g.nodes:
                 if n.op not in reasons and not admits_bfloat16(n.op, n.domain or "", graph.opset):
@@ -125,6 +131,7 @@ class ToBf16(ToFp16):
                     elif isinstance(value, gs.Constant) and value.values.dtype == np.float16:
                         value.values = _bf16(exact.get((n.name, key), value.values))
             _float32_where_required(g, graph.opset, exact)
+        _widen_outer_reads(graph)
 
 
 def _float32_where_required(graph: gs.Graph, opset: int, exact: dict) -> None:
@@ -142,3 +149,23 @@ def _float32_where_required(graph: gs.Graph, opset: int, exact: dict) -> None:
                 added.append(gs.Node("Cast", attrs={"to": onnx.TensorProto.FLOAT}, inputs=[t], outputs=[wide]))
                 n.inputs[i] = wide
     graph.nodes.extend(added)
+
+
+def _widen_outer_reads(graph: gs.Graph) -> None:
+    """The float32 bodies of If/Loop/Scan read the outer tensors the converter made bfloat16 (it casts a kept
+    node's inputs, not what its body reads from outside) through one Cast to float32 each, in the outer graph."""
+    wide: dict[str, gs.Variable] = {}
+    for node in [n for n in graph.nodes if n.op in CONTROL_FLOW]:
+        for body in (v for v in node.attrs.values() if isinstance(v, gs.Graph)):
+            inner = [body, *body.subgraphs(recursive=True)]
+            local = {t.name for g in inner for t in g.inputs} | {t.name for g in inner for n in g.nodes
+                                                                   for t in n.outputs}
+            for n in (n for g in inner for n in g.nodes):
+                for i, t in enumerate(n.inputs):
+                    if isinstance(t, gs.Variable) and t.name not in local and onnx_dtype(t.dtype) == BF16:
+                        if t.name not in wide:
+                            wide[t.name] = gs.Variable(f"{t.name}__outer_fp32", np.float32, t.shape)
+                            graph.nodes.append(gs.Node("Cast", attrs={"to": onnx.TensorProto.FLOAT}, inputs=[t],
+                                                       outputs=[wide[t.name]]))
+                        n.inputs[i] = wide[t.name]
+

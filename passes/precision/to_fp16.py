@@ -24,7 +24,8 @@ Max, Upsample):
 
 Graph inputs and outputs stay float32 (a Cast at the edge) unless
 ``fp16_io``. Runs once (``once``): the converter would treat its own
-output as a new float32 graph.
+output as a new float32 graph. ``to_bf16`` is this pass with four hooks
+overridden (``prepare``, ``blocked_ops``, ``exact_constants``, ``retarget``).
 """
 from __future__ import annotations
 
