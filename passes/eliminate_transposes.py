@@ -45,9 +45,9 @@ branches of GELU, LayerNorm and residual blocks meet again at their join. The
 copy's result is kept only if it has fewer Transposes than the first sweep's.
 Pushed copies cancel where two layouts meet (NHWC input made NCHW with
 ``--inputs-as-nchw`` against tf2onnx's first NCHW Transpose, for example).
-Every rewrite except two only moves data, so those results are bit-identical;
-the 1×1 Conv sums the same products in another order and the decomposed
-LayerNormalization rounds differently (float32: about 1e-6 relative). Other
+Every rewrite but three only moves data, so those results are bit-identical;
+the 1×1 Conv and a global pool turned ReduceMean sum in another order, and the
+decomposed LayerNormalization rounds differently (float32: about 1e-7 relative). Other
 consumers and opsets it does not understand are left alone.
 """
 from __future__ import annotations
@@ -579,8 +579,8 @@ def _apply_layernorm(site, c, data):
     mean = node.reduce_mean(x, a, reduced)
     d = node("Sub", [x, mean], x.shape)
     var = node.reduce_mean(node("Mul", [d, d], x.shape), a, reduced)
-    std = node("Sqrt", [node("Add", [var, gs.Constant(site.names(c.name + "/eps"), np.float32(data["eps"]))], reduced)],
-               reduced)
+    eps = gs.Constant(site.names(c.name + "/eps"), np.asarray(data["eps"], np.float32))
+    std = node("Sqrt", [node("Add", [var, eps], reduced)], reduced)
     scaled_in = [node("Div", [d, std], x.shape), site.constant(c.inputs[1], data["scale"].astype(np.float32))]
     bias = data["bias"]
     if bias is not None:
