@@ -41,8 +41,14 @@ A Transpose is pushed only when every consumer accepts it and it does not feed
 a graph output. The sweep runs twice: first pushing only Transposes with one
 consumer, so the count of Transposes never grows; then, on a copy, also
 Transposes read by several consumers (a copy behind each), which is how the
-branches of GELU, LayerNorm and residual blocks meet again at their join. The
-copy's result is kept only if it has fewer Transposes than the first sweep's.
+branches of GELU, LayerNorm and residual blocks meet again at their join (a
+consumer that does not accept yet keeps reading the Transpose, e.g.
+``Sub(y, mean(y))`` until the mean's branch is pushed). The copy also turns
+tf2onnx's Reshapes that stand for a Transpose of size-1 axes
+(``[N, H, W, 1] → [N, 1, H, W]``) into that Transpose, so they can meet their
+partners, and turns every Transpose left that moves only size-1 axes into a
+Reshape (it moves no data). The copy's result is kept only if it has fewer
+Transposes than the first sweep's.
 Pushed copies cancel where two layouts meet (NHWC input made NCHW with
 ``--inputs-as-nchw`` against tf2onnx's first NCHW Transpose, for example).
 Every rewrite but three only moves data, so those results are bit-identical;
@@ -118,6 +124,7 @@ class EliminateTransposes(Pass):
         self.opset = graph.opset
         before = _count(graph)
         stats = self._sweep(graph, branches=False)
+        changed = any(stats.values())
         if _count(graph):
             trial = graph.copy()
             as_transposes = _unit_reshapes_to_transposes(trial)
@@ -126,8 +133,8 @@ class EliminateTransposes(Pass):
             if _count(trial) < _count(graph):
                 graph.nodes, graph.inputs, graph.outputs = trial.nodes, trial.inputs, trial.outputs
                 stats = {k: stats[k] + trial_stats[k] for k in stats}
-                stats["unit_reshapes_pushed"] = max(0, as_transposes - as_reshapes)
-        changed = any(stats.values())
+                stats.update(unit_reshapes_as_transposes=as_transposes, unit_transposes_as_reshapes=as_reshapes)
+                changed = True
         if changed:
             graph.cleanup(remove_unused_graph_inputs=False).toposort()
         stats["transposes_before"] = before
@@ -136,7 +143,7 @@ class EliminateTransposes(Pass):
 
     def _sweep(self, graph: gs.Graph, branches: bool) -> dict:
         """Simplify every Transpose, round after round, until a round changes nothing; the counts by kind."""
-        stats = {"removed_identity": 0, "merged": 0, "folded": 0, "pushed": 0, "unit_reshapes_pushed": 0}
+        stats = {"removed_identity": 0, "merged": 0, "folded": 0, "pushed": 0}
         unique = UniqueNames(graph)
 
         def names(stem: str) -> str:
