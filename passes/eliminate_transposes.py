@@ -394,8 +394,8 @@ class EliminateTransposes(Pass):
 
     def _plan_layernorm(self, c, p):
         r = len(p)
-        if _axis(int(c.attrs.get("axis", -1)), r) != r - 1 or any(z.outputs for z in c.outputs[1:]):
-            return None
+        if _axis(int(c.attrs.get("axis", -1)), r) != r - 1 or len(c.outputs) != 1:
+            return None  # (its optional Mean and InvStdDev outputs have no decomposed counterpart here)
         if p[-1] == r - 1:
             return ("same", None)
         a = p[-1]
@@ -595,8 +595,6 @@ def _apply_layernorm(site, c, data):
     c.op, c.attrs = "Mul" if bias is None else "Add", {}
     c.inputs.clear()
     c.inputs.extend(scaled_in)
-    while len(c.outputs) > 1:  # Mean and InvStdDev: unread (see the plan)
-        c.outputs.pop()
     return list(site.p)
 
 

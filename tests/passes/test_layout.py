@@ -128,6 +128,13 @@ def _layernorm_last_axis(opset=17):
     return _model(nodes, [_vi("x", NCHW)], [_vi("y", NCHW)], [_c("s", scale), _c("b", bias)], opset=opset), 0
 
 
+def _layernorm_keeps_last_axis():
+    scale = RNG.normal(1, 0.2, size=(5,)).astype(np.float32)
+    nodes = [_t("x", "a", [0, 2, 1, 3]), helper.make_node("LayerNormalization", ["a", "s"], ["n"], axis=-1),
+             _t("n", "y", [0, 2, 1, 3])]
+    return _model(nodes, [_vi("x", NCHW)], [_vi("y", NCHW)], [_c("s", scale)]), 0
+
+
 def _layernorm_opset18():
     return _layernorm_last_axis(opset=18)
 
@@ -163,7 +170,7 @@ CASES = {f.__name__.strip("_"): f for f in (_cancel_pair, _merge_pair, _unary_an
                                             _binary_of_two_transposes, _concat, _reduce_drop_axes,
                                             _reduce_keepdims_input_axes, _pad_softmax_slice, _resize, _split,
                                             _fold_constant, _matmul_as_conv1x1, _matmul_keeps_last_axis,
-                                            _layernorm_last_axis, _layernorm_opset18, _reshape_merges_axes,
+                                            _layernorm_last_axis, _layernorm_keeps_last_axis, _layernorm_opset18, _reshape_merges_axes,
                                             _global_average_pool, _fork_that_joins, _unit_axes_reshape)}
 # Rewrites that sum or round in another order (1×1 Conv for MatMul, ReduceMean for GlobalAveragePool,
 # LayerNormalization decomposed); the others only move data and must be bit-identical.
