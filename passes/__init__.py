@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from .cleanup_casts import CleanupCasts
 from .cleanup_toposort import CleanupToposort
+from .collapse_tensordot import CollapseTensordot
 from .eliminate_transposes import EliminateTransposes
 from .fold_constants import FoldConstants
 from .freeze_input_shapes import FreezeInputShapes
@@ -20,7 +21,8 @@ from .user_rules import UserRules
 
 ALL_PASSES: dict[str, type[Pass]] = {
     cls.name: cls for cls in (FreezeInputShapes, LayoutIO, InferShapes, FoldConstants, UserRules,
-                             RewriteTensorRT, EliminateTransposes, FuseIntoConv, CleanupToposort)
+                             RewriteTensorRT, CollapseTensordot, EliminateTransposes, FuseIntoConv,
+                             CleanupToposort)
 }
 
 # The precision stage's passes (compiler/precision.py runs them after the pipeline, with --precision):
@@ -50,6 +52,10 @@ def default_pipeline(*, input_shapes: dict | None = None, inputs_as_nchw: tuple[
         # Replace what TensorRT's parser rejects; rules read constant K, roi, indices and static shapes,
         # which only exist after folding.
         RewriteTensorRT(),
+        # tf2onnx's Tensordot (Reshape → MatMul → Reshape, Keras Dense on rank > 2) as one broadcasting
+        # MatMul, before eliminate_transposes: the flatten merges axes that are not neighbours in NCHW and
+        # would stop a Transpose; it needs the static shapes and folded Reshape targets made above.
+        CollapseTensordot(),
         # After the rewrites (which may add Transposes of their own) and layout_io: cancel, merge, fold
         # and push Transposes until they meet.
         EliminateTransposes(),
@@ -74,7 +80,7 @@ def build_pipeline(names: tuple[str, ...] | None = None, skip: tuple[str, ...] =
     return [p for p in pipeline if p.name not in skip]
 
 
-__all__ = ["ALL_PASSES", "PRECISION_PASSES", "PROVENANCE_KEY", "CleanupCasts", "CleanupToposort", "EliminateTransposes", "FoldConstants", "FreezeInputShapes",
+__all__ = ["ALL_PASSES", "PRECISION_PASSES", "PROVENANCE_KEY", "CleanupCasts", "CleanupToposort", "CollapseTensordot", "EliminateTransposes", "FoldConstants", "FreezeInputShapes",
            "FuseIntoConv", "InferShapes", "LayoutIO", "Pass", "PassBug", "PassError", "PassManager",
            "PassRecord", "PassResult", "QuantizeInt8", "RewriteTensorRT", "ToBf16", "ToFp16", "UserRules", "build_pipeline", "default_pipeline",
            "fingerprint", "provenance"]

@@ -145,3 +145,16 @@ def test_batch_benchmark_on_one_fixture(tmp_path):
     assert data["rows"]["jobs1"]["counts"] == {"passed": 1, "unchanged": 0, "failed": 0}
     assert data["rows"]["rerun"]["counts"] == {"passed": 0, "unchanged": 1, "failed": 0}
     assert data["rows"]["jobs1"]["peak_rss_mib"] > 50 and data["rerun_ratio"] < 1
+
+
+def test_nchw_layout_bench_subset(tmp_path, exported):
+    """The NCHW layout benchmark on the bundled CNN, against this checkout's own committed tree: both sides
+    optimize, agree, and the table names their Transpose counts and the ratio."""
+    proc = subprocess.run([sys.executable, "scripts/bench/nchw_layout.py", str(exported["cnn_nhwc"]),
+                           "--input-shapes", "image:1x32x32x3", "--base", "HEAD", "--runs", "2", "--iterations", "3",
+                           "--warmup", "1", "--workdir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines() if line.split()[:1] in (["before"], ["after"])}
+    assert rows["before"][1] == rows["after"][1] == "0", proc.stdout  # the CNN has no Transpose left on either side
+    assert re.search(r"ratio after/before p50: \d+\.\d+; outputs agree", proc.stdout), proc.stdout
