@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Transposes left and onnxruntime latency of an NCHW model: this checkout's passes against a base revision's.
 
-    python scripts/bench/nchw_layout.py MODEL.onnx --input-shapes NAME:1x224x224x3 [--base i14b]
+    python scripts/bench/nchw_layout.py MODEL.onnx --input-shapes NAME:1x224x224x3 [--base 93b335c]
                                         [--runs 7] [--iterations 30] [--warmup 5] [--workdir DIR]
 
 What runs. The same exported ONNX file (NHWC, as tf2onnx writes it) is optimized twice with
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", type=Path, help="exported (NHWC) ONNX file")
     ap.add_argument("--input-shapes", required=True, help="NAME:1xHxWxC, the input made NCHW")
-    ap.add_argument("--base", default="i14b", help="git revision to compare with (default: i14b)")
+    ap.add_argument("--base", default="93b335c", help="git revision to compare with (default: 93b335c, main before this pass work)")
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--iterations", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
