@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from .artifacts import atomic_output, check_writable, refuse_replacing_inputs, scratch_dir
-from .common.memory import PeakSampler
+from .common.memory import PeakSampler, release_freed_memory
 from .common.samples import spec_paths
 from .config import DUMP_NAMES, CompileConfig, calib_cache_path, precision_seam
 from .errors import CompilerError, InternalError, OutputError, interruption, out_of_memory
@@ -146,6 +146,7 @@ class _Stages:
         finally:
             rec.seconds = time.perf_counter() - start
             rec.peak_rss_mb = self.peaks.stop()
+            release_freed_memory()  # what the stage freed goes back to the system before the next one starts
             if self.observer:
                 self.observer("end", name, rec)
 

@@ -10,6 +10,8 @@ Linux) every peak is None.
 """
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import threading
 
@@ -20,6 +22,24 @@ INTERVAL_S = 0.005
 def _statm_rss(fd: int) -> int:
     """Resident bytes from an open /proc/self/statm (its second field, in pages)."""
     return int(os.pread(fd, 128, 0).split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def release_freed_memory() -> None:
+    """Give the heap's free pages back to the system (glibc's ``malloc_trim``; nothing elsewhere).
+
+    Large models free hundreds of MiB in pieces (protobuf arenas, numpy buffers) that glibc keeps mapped
+    below live allocations; without a trim the next stage starts with all of it still resident."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(None).malloc_trim  # the process's own symbols: glibc's, where it is glibc
+    except (OSError, AttributeError, TypeError):
+        return None
 
 
 def high_water_bytes() -> int | None:
