@@ -174,3 +174,25 @@ def test_an_optimizer_that_fails_falls_back_to_tf2onnx_s_guarded_loop(tmp_path, 
     monkeypatch.setitem(optimizer._optimizers, "broken", Broken)
     art = ex.export(FIXTURES / "cnn_nhwc", tmp_path / "m.onnx", inspect_model(FIXTURES / "cnn_nhwc").signature)
     assert art.ops and Broken.runs >= 2  # once failing the first attempt, then skipped in the fallback's loop
+
+
+@pytest.mark.tf
+def test_validation_loads_each_onnx_file_once(tmp_path, monkeypatch):
+    """The seams share sessions: exported.onnx is the candidate of tf→onnx (and of its second size) and the
+    reference of onnx→optimized, optimized.onnx the candidate of one and the reference of the next; each file
+    is loaded once, and the seams still pass."""
+    from compiler import validate
+
+    loads = []
+    real = validate.validation_session
+
+    def counting(model, *args, **kwargs):
+        loads.append(str(model))
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(validate, "validation_session", counting)
+    report = compile_model(FIXTURES / "dynamic_reshape", tmp_path / "m.engine")
+    assert report.status == "ok"
+    seams = [s.seam for s in report.validation]
+    assert seams == ["tf→onnx", "onnx→optimized", "optimized→engine"] and report.validation[0].other_sizes
+    assert sorted(loads) == sorted(set(loads)) and len(loads) == 2, loads  # model.onnx, model.opt.onnx
