@@ -143,3 +143,24 @@ def test_batch_benchmark_on_one_fixture(tmp_path):
     assert data["rows"]["jobs1"]["counts"] == {"passed": 1, "unchanged": 0, "failed": 0}
     assert data["rows"]["rerun"]["counts"] == {"passed": 0, "unchanged": 1, "failed": 0}
     assert data["rows"]["jobs1"]["peak_rss_mib"] > 50 and data["rerun_ratio"] < 1
+
+
+def test_compile_vs_tf2onnx_prints_stage_peaks_and_ratios(tmp_path):
+    """One alternating run on a fixture: both tools' numbers, the compile's per-stage peaks from its report, and,
+    with two models, the table of ratios."""
+    out = tmp_path / "bench.json"
+    models = [str(ROOT / "fixtures" / name) for name in ("cnn_nhwc", "einsum")]
+    proc = subprocess.run([sys.executable, "scripts/bench/compile_vs_tf2onnx.py", *models, "--runs", "1",
+                           "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "compile by stage (medians):" in proc.stdout
+    assert re.search(r"^export\s+[\d.]+\s+\d+$", proc.stdout, re.M), proc.stdout[-2000:]
+    for name in ("cnn_nhwc", "einsum"):
+        assert re.search(rf"^{name}\s+[\d.]+x\s+[\d.]+x$", proc.stdout, re.M), proc.stdout[-2000:]
+    results = json.loads(out.read_text())["models"]
+    assert len(results) == 2
+    for result in results.values():
+        stages = result["compile_stages"]
+        assert {"inspect", "export", "optimize", "build", "validate"} <= set(stages)
+        assert all(s["median_peak_rss_mb"] > 100 for s in stages.values())
+        assert result["ratios_compile_over_tf2onnx"]["median_peak_rss_mib"] > 0
