@@ -354,7 +354,8 @@ class _Progress:
             self.start[stage] = time.perf_counter()
             _err(f"» {stage} ...")
         else:
-            _err(f"  {stage}: {rec.status} ({rec.seconds:.2f} s)")
+            peak = "" if rec.peak_rss_mb is None else f", peak RSS {rec.peak_rss_mb:.0f} MiB"
+            _err(f"  {stage}: {rec.status} ({rec.seconds:.2f} s{peak})")
 
 
 def cmd_compile(a) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from .artifacts import atomic_output, check_writable, refuse_replacing_inputs, scratch_dir
+from .common.memory import PeakSampler, release_freed_memory
 from .common.samples import spec_paths
 from .config import DUMP_NAMES, CompileConfig, calib_cache_path, precision_seam
 from .errors import CompilerError, InternalError, OutputError, interruption, out_of_memory
@@ -107,6 +108,7 @@ class _Stages:
 
     def __init__(self, report: Report, path: Path, observer: Observer | None):
         self.report, self.path, self.observer, self.running = report, path, observer, "inspect"
+        self.peaks = PeakSampler()  # each stage's peak resident memory, sampled while the compile runs
 
     def __call__(self, name: str, run: Callable[[State], State], state: State, *,
                  skips: Callable[[State], str | None] | None = None,
@@ -133,6 +135,7 @@ class _Stages:
         if self.observer:
             self.observer("start", name, None)
         start = time.perf_counter()
+        self.peaks.start()
         try:
             yield rec
         except BaseException:
@@ -142,14 +145,18 @@ class _Stages:
             rec.status = "ok"
         finally:
             rec.seconds = time.perf_counter() - start
+            rec.peak_rss_mb = self.peaks.stop()
+            release_freed_memory()  # what the stage freed goes back to the system before the next one starts
             if self.observer:
                 self.observer("end", name, rec)
 
     def __enter__(self):
+        self.peaks.__enter__()
         return self
 
     def __exit__(self, kind, error, tb):
         report = self.report
+        self.peaks.__exit__(kind, error, tb)
         try:
             if isinstance(error, MemoryError):  # one line naming the stage that ran out, not a bug
                 error = out_of_memory(self.running)

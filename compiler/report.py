@@ -35,9 +35,11 @@ class StageRecord:
     status: str = "skipped"  # ok | failed | skipped
     seconds: float = 0.0
     note: str | None = None
+    peak_rss_mb: float | None = None  # the process's peak resident MiB while the stage ran (common/memory.py)
 
     def to_json(self) -> dict:
-        return {"status": self.status, "seconds": round(self.seconds, 4), "note": self.note}
+        peak = None if self.peak_rss_mb is None else round(self.peak_rss_mb, 1)
+        return {"status": self.status, "seconds": round(self.seconds, 4), "note": self.note, "peak_rss_mb": peak}
 
 
 @dataclass
@@ -111,8 +113,9 @@ def summary_table(report: Report) -> str:
                 else str(nodes["optimize"])
         if name == "precision" and nodes["precision"] is not None:
             node_text = f"{nodes['optimize']} → {nodes['precision']}"
-        rows.append([name, rec.status, f"{rec.seconds:.2f}", node_text])
-    text = _table(["stage", "status", "seconds", "nodes"], rows)
+        peak = "" if rec.peak_rss_mb is None else f"{rec.peak_rss_mb:.0f}"
+        rows.append([name, rec.status, f"{rec.seconds:.2f}", peak, node_text])
+    text = _table(["stage", "status", "seconds", "peak RSS MiB", "nodes"], rows)
     if report.validation:
         vrows = []
         for seam in report.validation:

@@ -6,6 +6,7 @@ tolerance that would have passed, so a failure explains itself.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -239,20 +240,51 @@ class Seam:
         return merge_specs(self.reference.info.inputs, cand)
 
 
-def side_runner(side: Side):
-    """A Polygraphy runner for one side: the loaded artifact's, TensorFlow's for a SavedModel, else onnxruntime's."""
+def side_runner(side: Side, sessions: SharedSessions | None = None):
+    """A Polygraphy runner for one side: the loaded artifact's, TensorFlow's for a SavedModel, else onnxruntime's
+    (its session from ``sessions`` when given: loaded once for every seam the file is on)."""
     if side.loaded is not None:
         return side.loaded.polygraphy_runner(side.label)
     if side.info.format == "saved_model":
         return TfSavedModelRunner(side.info.path, side.info.signature, side.info.tag, side.info.inputs,
                                   name=side.label)
-    return onnx_runner(side.info.path, side.label)
+    if sessions is None:
+        return onnx_runner(side.info.path, side.label)
+    from polygraphy.backend.onnxrt import OnnxrtRunner
+
+    return OnnxrtRunner(sessions.get_or_load(side), name=side.label)
 
 
-def compare(seam: Seam, cfg: ValidateConfig) -> SeamResult:
+def _onnx_paths(seam: Seam) -> list[Path]:
+    return [s.info.path for s in (seam.reference, seam.candidate)
+            if s.loaded is None and s.info.format != "saved_model"]
+
+
+class SharedSessions:
+    """The ONNX sides' sessions of a list of seams: each file is loaded once, for every seam it is on (the
+    candidate of one seam is the reference of the next), and dropped after the last of them (``done``)."""
+
+    def __init__(self, seams: list[Seam]):
+        self.uses = Counter(p for seam in seams for p in _onnx_paths(seam))
+        self.sessions: dict[Path, object] = {}
+
+    def get_or_load(self, side: Side):
+        path = side.info.path
+        if path not in self.sessions:
+            self.sessions[path] = validation_session(path, f"'{side.label}'")
+        return self.sessions[path]
+
+    def done(self, seam: Seam) -> None:
+        for path in _onnx_paths(seam):
+            self.uses[path] -= 1
+            if self.uses[path] <= 0:
+                self.sessions.pop(path, None)
+
+
+def compare(seam: Seam, cfg: ValidateConfig, sessions: SharedSessions | None = None) -> SeamResult:
     """Run both sides of ``seam`` on the same data and judge every output of the reference (``judge``); the
     candidate is fed through its interface change, so it takes the reference's data and answers in its layout."""
-    reference, candidate = side_runner(seam.reference), side_runner(seam.candidate)
+    reference, candidate = side_runner(seam.reference, sessions), side_runner(seam.candidate, sessions)
     change = seam.change()
     if change:
         candidate = interface.adapted(candidate, change, seam.reference.info.inputs)

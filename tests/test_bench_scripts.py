@@ -158,3 +158,24 @@ def test_nchw_layout_bench_subset(tmp_path, exported):
     rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines() if line.split()[:1] in (["before"], ["after"])}
     assert rows["before"][1] == rows["after"][1] == "0", proc.stdout  # the CNN has no Transpose left on either side
     assert re.search(r"ratio after/before p50: \d+\.\d+; outputs agree", proc.stdout), proc.stdout
+
+
+def test_compile_vs_tf2onnx_prints_stage_peaks_and_ratios(tmp_path):
+    """One alternating run on a fixture: both tools' numbers, the compile's per-stage peaks from its report, and,
+    with two models, the table of ratios."""
+    out = tmp_path / "bench.json"
+    models = [str(ROOT / "fixtures" / name) for name in ("cnn_nhwc", "einsum")]
+    proc = subprocess.run([sys.executable, "scripts/bench/compile_vs_tf2onnx.py", *models, "--runs", "1",
+                           "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "compile by stage (medians):" in proc.stdout
+    assert re.search(r"^export\s+[\d.]+\s+\d+$", proc.stdout, re.M), proc.stdout[-2000:]
+    for name in ("cnn_nhwc", "einsum"):
+        assert re.search(rf"^{name}\s+[\d.]+x\s+[\d.]+x$", proc.stdout, re.M), proc.stdout[-2000:]
+    results = json.loads(out.read_text())["models"]
+    assert len(results) == 2
+    for result in results.values():
+        stages = result["compile_stages"]
+        assert {"inspect", "export", "optimize", "build", "validate"} <= set(stages)
+        assert all(s["median_peak_rss_mb"] > 100 for s in stages.values())
+        assert result["ratios_compile_over_tf2onnx"]["median_peak_rss_mib"] > 0

@@ -30,8 +30,12 @@ def test_cli_compile_every_fixture(tmp_path, capsys, name):
     assert REPORT_KEYS <= set(report) and report["status"] == "ok" and report["error"] is None
     assert report["backend"] == "onnxruntime" and report["versions"]["tf2onnx"].startswith("1.17")
     stages = dict(report["stages"])
-    assert stages.pop("precision") == {"status": "skipped", "seconds": 0.0, "note": "fp32: nothing to lower"}
+    assert stages.pop("precision") == {"status": "skipped", "seconds": 0.0, "note": "fp32: nothing to lower",
+                                       "peak_rss_mb": None}
     assert all(s["status"] == "ok" for s in stages.values())
+    # TensorFlow alone takes hundreds of MiB; no stage of a fixture needs 8 GiB
+    assert all(100 < s["peak_rss_mb"] < 8192 for s in stages.values()), stages
+    assert "peak RSS MiB" in stdout and f"{stages['export']['peak_rss_mb']:.0f}" in stdout
     assert [v["seam"] for v in report["validation"]] == ["tf→onnx", "onnx→optimized", "optimized→engine"]
     for seam in report["validation"]:
         assert seam["passed"] and set(seam["outputs"]) == set(golden(name)[1])

@@ -6,6 +6,7 @@ let Polygraphy's Comparator treat it like any other runner.
 """
 from __future__ import annotations
 
+import gc
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -50,3 +51,4 @@ class TfSavedModelRunner(BaseRunner):
     def deactivate_impl(self):
         self._fn = None
         self._loaded = None
+        gc.collect()  # the loaded SavedModel is cyclic: release its weights now that its outputs are recorded

@@ -17,7 +17,7 @@ from ..limits import time_budget
 from ..tools.localize import localize_seam
 from ..runtime import load
 from ..seam_errors import RUNTIME_FIX
-from ..validate import DEFAULT_FIX, SEAM_FIXES, Seam, Side, compare, quiet_polygraphy
+from ..validate import DEFAULT_FIX, SEAM_FIXES, Seam, SharedSessions, Side, compare, quiet_polygraphy
 from .inspect import as_saved_model, inspect_model, require_safe
 from .state import State
 
@@ -118,7 +118,7 @@ def skips(state: State) -> str | None:
     return None if state.cfg.validate.enabled else "disabled with --no-validate"
 
 
-def at_second_size(state: State, seam: Seam, result):
+def at_second_size(state: State, seam: Seam, result, sessions: SharedSessions | None = None):
     """The tf→onnx seam again with each dynamic batch the compiler chose at a second size (compiler/dynamic_dims.py):
     tf2onnx can export a dynamic dimension wrongly yet run at one size. --data fixes the sizes, so it runs once."""
     second = second_shapes(state.model.inputs, state.shapes, state.given_shapes)
@@ -127,13 +127,19 @@ def at_second_size(state: State, seam: Seam, result):
     at = describe(state.shapes, second)
     again = make_seam(seam.name, seam.reference, replace(seam.candidate, label=f"{seam.candidate.label} at {at}"),
                       second, state.cfg.validate)
-    return with_second_size(result, compare(again, state.cfg.validate), at)
+    return with_second_size(result, compare(again, state.cfg.validate, sessions), at)
 
 
 def run(state: State) -> State:
     cfg = state.cfg.validate
     quiet_polygraphy()
-    results = tuple(at_second_size(state, seam, compare(seam, cfg)) for seam in seams(state))
+    planned = seams(state)
+    sessions = SharedSessions(planned)  # each ONNX file loaded once for all its seams, dropped after the last
+    results = []
+    for seam in planned:
+        results.append(at_second_size(state, seam, compare(seam, cfg, sessions), sessions))
+        sessions.done(seam)
+    results = tuple(results)
     warnings = [f"validation {r.seam}: {w}" for r in results for w in r.warnings]
     state = state.but(seams=results, notices=warnings)
     if any(r.seam == "onnx→optimized" and not r.passed and not r.run_error for r in results):

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Wall time and peak memory of a full ``python -m compiler`` run versus tf2onnx's own CLI.
 
-    python scripts/bench/compile_vs_tf2onnx.py MODEL_DIR [--runs 5] [--opset 17]
+    python scripts/bench/compile_vs_tf2onnx.py MODEL_DIR [MODEL_DIR ...] [--runs 5] [--opset 17]
                                                [--compile-args "--backend onnxruntime"] [--json FILE]
 
 What it measures. Two commands are run as separate processes on the same SavedModel:
 
-  compile  python -m compiler MODEL_DIR <tmp>/model.engine --quiet --opset N [compile args]
+  compile  python -m compiler MODEL_DIR <tmp>/model.engine --quiet --report <tmp>/report.json --opset N [args]
            (export with tf2onnx + graph passes + engine build + TensorFlow-vs-engine validation)
   tf2onnx  python -m tf2onnx.convert --saved-model MODEL_DIR --output <tmp>/model.onnx --opset N
            (the export step alone)
@@ -22,9 +22,12 @@ output directory. For each run:
            at the same time; neither tool is expected to start helper processes.
   cpu      user + system CPU seconds of the child (from the same rusage), to tell CPU-bound work
            from waiting when wall times are noisy.
+  stages   for the compile, each stage's seconds and peak RSS from its report (``stages.*.peak_rss_mb``),
+           to show where the memory and the time go.
 
 The summary reports per tool the median and minimum wall time, the median peak RSS and the
-median CPU time, and the compile/tf2onnx ratios of the medians. The compile does strictly more
+median CPU time, the compile/tf2onnx ratios of the medians, and the compile's median per-stage
+seconds and peak RSS. With several models, a last table gives each model's two ratios. The compile does strictly more
 work than tf2onnx (passes, build and validation, which runs TensorFlow itself), so the ratio is
 the cost of the whole pipeline relative to a bare export, not the overhead of the export step.
 
@@ -34,6 +37,10 @@ same machine and the same package versions, which the script prints):
     .venv/bin/python scripts/bench/compile_vs_tf2onnx.py fixtures/cnn_nhwc --runs 5
     .venv/bin/python scripts/bench/make_mobilenetv2.py /tmp/bench/mobilenetv2
     .venv/bin/python scripts/bench/compile_vs_tf2onnx.py /tmp/bench/mobilenetv2 --runs 5 --json out.json
+    for m in ResNet50 VGG16 ConvNeXtTiny; do
+        .venv/bin/python scripts/bench/make_mobilenetv2.py /tmp/bench/$m --app $m; done
+    .venv/bin/python scripts/bench/compile_vs_tf2onnx.py /tmp/bench/ResNet50 /tmp/bench/VGG16 \
+        /tmp/bench/ConvNeXtTiny --runs 3
 
 Exit status: 0 when every run succeeded; 1 when any child exited non-zero (its command, exit
 status and the tail of its output are printed, and no summary is written); 2 for bad arguments.
@@ -74,6 +81,7 @@ class Run:
     wall_s: float
     peak_rss_mib: float
     cpu_s: float  # user + system
+    stages: dict | None = None  # compile only: stage -> {"seconds", "peak_rss_mb"} from its report
 
 
 def build_commands(model_dir: Path, opset: int, compile_args: list[str]) -> dict[str, list[str]]:
@@ -81,7 +89,7 @@ def build_commands(model_dir: Path, opset: int, compile_args: list[str]) -> dict
     return {
         # --opset goes before the user's arguments so that an --opset among them wins (argparse: last one).
         "compile": [sys.executable, "-m", "compiler", str(model_dir), f"{TMP}/model.engine", "--quiet",
-                    "--opset", str(opset), *compile_args],
+                    "--report", f"{TMP}/report.json", "--opset", str(opset), *compile_args],
         "tf2onnx": [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(model_dir),
                     "--output", f"{TMP}/model.onnx", "--opset", str(opset)],
     }
@@ -122,7 +130,11 @@ def run_once(tool: str, index: int, template: list[str], env: dict[str, str]) ->
                               f"command: {shlex.join(cmd)}\n"
                               f"--- stderr (last {STDERR_TAIL_LINES} lines) ---\n{_tail(err_path)}\n"
                               f"--- stdout (last {STDERR_TAIL_LINES} lines) ---\n{_tail(out_path)}")
-        return Run(tool, index, wall, _maxrss_mib(usage.ru_maxrss), usage.ru_utime + usage.ru_stime)
+        report = Path(tmp, "report.json")
+        stages = ({k: {"seconds": v["seconds"], "peak_rss_mb": v.get("peak_rss_mb")}
+                   for k, v in json.loads(report.read_text())["stages"].items() if v["status"] == "ok"}
+                  if report.is_file() else None)
+        return Run(tool, index, wall, _maxrss_mib(usage.ru_maxrss), usage.ru_utime + usage.ru_stime, stages)
 
 
 def summarize(runs: list[Run]) -> dict:
@@ -137,7 +149,20 @@ def summarize(runs: list[Run]) -> dict:
         }
     c, t = stats["compile"], stats["tf2onnx"]
     ratios = {key: c[key] / t[key] for key in ("median_wall_s", "median_peak_rss_mib", "median_cpu_s")}
-    return {"per_tool": stats, "ratios_compile_over_tf2onnx": ratios}
+    return {"per_tool": stats, "ratios_compile_over_tf2onnx": ratios, "compile_stages": stage_medians(runs)}
+
+
+def stage_medians(runs: list[Run]) -> dict:
+    """The compile's median seconds and peak RSS per stage, over the runs whose report had the stage."""
+    recs = [r.stages for r in runs if r.tool == "compile" and r.stages]
+    names = list(dict.fromkeys(name for rec in recs for name in rec))
+    out = {}
+    for name in names:
+        mine = [rec[name] for rec in recs if name in rec]
+        peaks = [m["peak_rss_mb"] for m in mine if m["peak_rss_mb"] is not None]
+        out[name] = {"median_seconds": statistics.median(m["seconds"] for m in mine),
+                     "median_peak_rss_mb": statistics.median(peaks) if peaks else None}
+    return out
 
 
 def versions() -> dict[str, str]:
@@ -163,13 +188,46 @@ def print_report(summary: dict, n_runs: int) -> None:
     print(f"{'ratio':<10}{ratios['median_wall_s']:>14.2f}x{'':>12}"
           f"{ratios['median_peak_rss_mib']:>20.2f}x{ratios['median_cpu_s']:>13.2f}x")
     print("(ratio = compile / tf2onnx, of the medians)")
+    stages = summary.get("compile_stages") or {}
+    if stages:
+        print(f"\ncompile by stage (medians):\n{'stage':<10}{'seconds':>10}{'peak RSS MiB':>14}")
+        for name, st in stages.items():
+            peak = "" if st["median_peak_rss_mb"] is None else f"{st['median_peak_rss_mb']:.0f}"
+            print(f"{name:<10}{st['median_seconds']:>10.2f}{peak:>14}")
     print(FOOTER)
+
+
+def print_ratios(by_model: dict[str, dict]) -> None:
+    """One line per model: compile/tf2onnx wall and peak RSS ratios of the medians."""
+    print(f"\n{'model':<24}{'wall ratio':>12}{'peak RSS ratio':>16}")
+    for name, summary in by_model.items():
+        r = summary["ratios_compile_over_tf2onnx"]
+        print(f"{name:<24}{r['median_wall_s']:>11.2f}x{r['median_peak_rss_mib']:>15.2f}x")
+
+
+def bench_model(model_dir: Path, a, env: dict) -> tuple[list[Run], dict]:
+    """``a.runs`` alternating runs of both tools on one SavedModel; (runs, summary). Raises ChildFailed."""
+    commands = build_commands(model_dir, a.opset, shlex.split(a.compile_args))
+    print(f"model: {model_dir}")
+    for tool, cmd in commands.items():
+        print(f"{tool:<8} $ {shlex.join(cmd)}")
+    runs: list[Run] = []
+    for i in range(1, a.runs + 1):
+        for tool in TOOLS:
+            r = run_once(tool, i, commands[tool], env)
+            runs.append(r)
+            print(f"[{i}/{a.runs}] {tool:<8} wall {r.wall_s:7.2f} s   peak RSS {r.peak_rss_mib:7.0f} MiB   "
+                  f"cpu {r.cpu_s:7.2f} s", flush=True)
+    summary = summarize(runs)
+    print_report(summary, a.runs)
+    print()
+    return runs, {"commands": {tool: shlex.join(cmd) for tool, cmd in commands.items()}, **summary}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("model_dir", type=Path, help="TensorFlow SavedModel directory")
+    ap.add_argument("model_dirs", type=Path, nargs="+", metavar="MODEL_DIR", help="TensorFlow SavedModel directory")
     ap.add_argument("--runs", type=int, default=5, help="runs per tool (default: 5)")
     ap.add_argument("--opset", type=int, default=17, help="ONNX opset for both tools (default: 17)")
     ap.add_argument("--compile-args", default="", metavar='"ARGS"',
@@ -179,53 +237,41 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.runs < 1:
         ap.error("--runs must be at least 1")
-    if not (a.model_dir / "saved_model.pb").is_file():
-        ap.error(f"{a.model_dir} is not a SavedModel directory (no saved_model.pb)")
+    for model_dir in a.model_dirs:
+        if not (model_dir / "saved_model.pb").is_file():
+            ap.error(f"{model_dir} is not a SavedModel directory (no saved_model.pb)")
     if not hasattr(os, "wait4"):
         ap.error("os.wait4 is not available on this platform (Linux/macOS only)")
     if a.json:
         # Create the directory now, so a bad path fails before minutes of runs rather than after them.
         a.json.parent.mkdir(parents=True, exist_ok=True)
 
-    # Absolute path: the children run from the repository root, so `-m compiler` is this checkout's.
-    model_dir = a.model_dir.resolve()
-    commands = build_commands(model_dir, a.opset, shlex.split(a.compile_args))
     # The same environment for both tools; quiet TensorFlow's C++ logging unless the caller chose otherwise.
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     vers = versions()
-
-    print(f"model: {model_dir}")
     print(f"versions: {', '.join(f'{k} {v}' for k, v in vers.items())}; python {platform.python_version()}")
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs")
-    print(f"cwd for both commands: {REPO_ROOT}; {TMP} is a fresh temporary directory per run")
-    for tool, cmd in commands.items():
-        print(f"{tool:<8} $ {shlex.join(cmd)}")
-    print()
+    print(f"cwd for both commands: {REPO_ROOT}; {TMP} is a fresh temporary directory per run\n")
 
-    runs: list[Run] = []
+    results = {}
     try:
-        for i in range(1, a.runs + 1):
-            for tool in TOOLS:
-                r = run_once(tool, i, commands[tool], env)
-                runs.append(r)
-                print(f"[{i}/{a.runs}] {tool:<8} wall {r.wall_s:7.2f} s   peak RSS {r.peak_rss_mib:7.0f} MiB   "
-                      f"cpu {r.cpu_s:7.2f} s", flush=True)
+        for model_dir in a.model_dirs:
+            # Absolute path: the children run from the repository root, so `-m compiler` is this checkout's.
+            runs, summary = bench_model(model_dir.resolve(), a, env)
+            results[str(model_dir.resolve())] = {"runs": [asdict(r) for r in runs], **summary}
     except ChildFailed as e:
         print(f"\nFAILED: {e}", file=sys.stderr)
         return 1
-
-    summary = summarize(runs)
-    print_report(summary, a.runs)
+    if len(results) > 1:
+        print_ratios({Path(k).name: v for k, v in results.items()})
     if a.json:
+        single = next(iter(results.items())) if len(results) == 1 else None
         a.json.write_text(json.dumps({
-            "model_dir": str(model_dir),
+            **({"model_dir": single[0], **single[1]} if single else {"models": results}),
             "runs_per_tool": a.runs,
-            "commands": {tool: shlex.join(cmd) for tool, cmd in commands.items()},
             "versions": {**vers, "python": platform.python_version()},
             "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
-            "runs": [asdict(r) for r in runs],
-            **summary,
             "note": FOOTER,
         }, indent=2) + "\n")
         print(f"json: {a.json}")
