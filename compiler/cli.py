@@ -375,6 +375,11 @@ def cmd_compile(a) -> int:
 
         refuse_replacing_inputs(compile_inputs(a.model, cfg), [("HTML report", a.html)])
         check_writable(a.html, "HTML report")  # before the work, not after it
+    if a.triton_repo is not None:
+        from .backends import resolve_backend
+        from .triton import check_backend
+
+        check_backend(resolve_backend(cfg.build.backend)[0])  # before the work, not after it
     before = _file_id(report_path)
     try:
         report = compile_model(a.model, a.out, cfg, observer=_Progress(a.quiet))

@@ -153,6 +153,19 @@ def test_auto_picks_openvino_where_tensorrt_is_absent(cnn):
     assert notice.endswith("This is NOT a TensorRT engine.")
 
 
+def test_the_quick_start_builds_the_openvino_engine_and_says_so(tmp_path, capsys):
+    """README's quick start, `python -m compiler fixtures/cnn_nhwc cnn_nhwc.engine`, with no backend named."""
+    if tensorrt_available()[0]:
+        pytest.skip("TensorRT is available here: auto picks it")
+    out = tmp_path / "cnn_nhwc.engine"
+    code, stdout, stderr = run_cli(capsys, FIXTURES / "cnn_nhwc", out)
+    assert code == 0, stderr
+    assert f"engine: {out} (openvino-blob" in stdout and "NOT a TensorRT engine" in stdout
+    report = json.loads(out.with_name(out.name + ".report.json").read_text())
+    assert report["backend"] == "openvino" and "built an OpenVINO CPU engine instead" in report["backend_notice"]
+    assert report["versions"]["openvino"] == ov_backend.version()
+
+
 def test_run_bench_and_check_on_the_blob(cnn, tmp_path, capsys):
     ins, outs = golden("cnn_nhwc")
     feed, y = tmp_path / "x.npz", tmp_path / "y.npz"
