@@ -61,6 +61,8 @@ def bench_model(name, model_dir, shapes, args, workdir):
     from compiler.validate import resolve_shapes
 
     info = inspect_model(model_dir)
+    fixed = {t.name for t in info.inputs if t.shape and isinstance(t.shape[0], int) and t.shape[0] >= 0}
+    shapes = {k: v if k in fixed or not v else (args.batch,) + tuple(v[1:]) for k, v in shapes.items()}
     resolved = resolve_shapes(info.inputs, shapes, args.batch)
     feed = load_samples(None, info.inputs, resolved, what="benchmark", seed=0, random_count=1)[0]
     backends = args.backends.split(",")
@@ -121,8 +123,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     from tests.conftest import FIXTURES, fixture_input_shapes
 
-    models = [] if args.no_fixtures else [(n, FIXTURES / n, {k: (args.batch,) + tuple(v[1:]) for k, v in
-                                                              fixture_input_shapes(n).items()})
+    models = [] if args.no_fixtures else [(n, FIXTURES / n, fixture_input_shapes(n))  # batch set by bench_model
                                           for n in args.fixtures.split(",") if n]
     if args.mobilenet:
         models.append(("MobileNetV2", args.mobilenet, {}))
