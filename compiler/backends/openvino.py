@@ -21,14 +21,17 @@ from __future__ import annotations
 import functools
 import io
 import json
+import shutil
 import struct
+import subprocess
+import sys
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
 from .. import limits
-from ..artifacts import OPENVINO_BLOB, OPENVINO_MAGIC, EngineArtifact, TensorSpec, atomic_output
+from ..artifacts import OPENVINO_BLOB, OPENVINO_MAGIC, EngineArtifact, TensorSpec, atomic_output, scratch_dir
 from ..common import io_change
 from ..common.io_change import Interface
 from ..config import INFERENCE_PRECISIONS, BuildConfig
@@ -114,19 +117,62 @@ def properties(precision: str, mode: str, threads: int) -> dict:
     return {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": MODES[mode], "INFERENCE_NUM_THREADS": threads}
 
 
-def _compile(onnx_path: Path, cfg: BuildConfig):
+def _compile(onnx_path: Path, props: dict, names: tuple[list[str], list[str]], blob_path: Path) -> dict:
+    """Compile in this process (the build's child, see ``_compile_bounded``): write the blob to ``blob_path`` and
+    return what the header and summary need of the compiled model."""
     import openvino
 
     core = openvino.Core()
+    compiled = core.compile_model(core.read_model(str(onnx_path)), DEVICE, props)
+    stream = io.BytesIO()  # export_model takes only a BytesIO
+    compiled.export_model(stream)
+    blob_path.write_bytes(stream.getbuffer())
+    return {"runtime_requirements": str(compiled.get_property("RUNTIME_REQUIREMENTS")),
+            "inference_precision": _type_name(compiled.get_property("INFERENCE_PRECISION_HINT")),
+            "performance_hint": str(compiled.get_property("PERFORMANCE_HINT")),
+            "threads_used": int(compiled.get_property("INFERENCE_NUM_THREADS")),
+            "streams": int(compiled.get_property("NUM_STREAMS")),
+            "inputs": [_port_spec(compiled.input(n), n).to_json() for n in names[0]],
+            "outputs": [_port_spec(compiled.output(n), n).to_json() for n in names[1]],
+            "layer_precisions": layer_precisions(compiled), "cpu": _cpu_name(core)}
+
+
+def _compile_bounded(onnx_path: Path, cfg: BuildConfig, names, blob_path: Path) -> dict:
+    """``_compile`` in a child process, bounded by the evaluation budget (--validate-timeout): OpenVINO evaluates
+    constant subgraphs while it compiles (an endless constant Loop never returns, a huge ConstantOfShape is
+    materialized), and only a process can be stopped from outside. Failures are one-line BuildErrors."""
+    props = {**properties(cfg.inference_precision, cfg.cpu_mode, cfg.cpu_threads),
+             **({} if int8_kernels() else NO_VNNI_PROPERTIES)}  # the blob keeps the graph this compiles
+    request = json.dumps({"onnx": str(onnx_path), "blob": str(blob_path), "properties": props, "names": names})
+    seconds = limits.budget()
     try:
-        model = core.read_model(str(onnx_path))
-        return core, core.compile_model(model, DEVICE, {
-            **properties(cfg.inference_precision, cfg.cpu_mode, cfg.cpu_threads),
-            **({} if int8_kernels() else NO_VNNI_PROPERTIES)})  # the blob keeps the graph this compiles
-    except Exception as e:  # OpenVINO raises RuntimeError/OpConversionFailure with multi-line C++ context
-        raise BuildError(f"OpenVINO cannot build the model ({type(e).__name__}: {_cause(e)})",
-                         "run with --check-each-pass to find the pass that broke it, or use --backend onnxruntime"
-                         ) from e
+        done = subprocess.run([sys.executable, "-m", __name__], input=request, capture_output=True, text=True,
+                              timeout=seconds)
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"OpenVINO's compile ran longer than {seconds:g} s (--validate-timeout) and was stopped "
+                         "(it evaluates the graph's constant parts, e.g. a Loop over constants)",
+                         limits.TIMEOUT_FIX) from None
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if done.returncode != 0 or not lines:
+        text = done.stderr.strip() or f"exit status {done.returncode}"
+        if done.returncode < 0 or any(s in text for s in ("bad_alloc", "MemoryError", "cpu_memory.cpp")):
+            raise BuildError(f"OpenVINO ran out of memory compiling the model ({text.splitlines()[-1][:200]})",
+                             limits.MEMORY_FIX)
+        raise BuildError(f"OpenVINO cannot build the model ({text.splitlines()[-1][:300]})",
+                         "run with --check-each-pass to find the pass that broke it, or use --backend onnxruntime")
+    return json.loads(lines[-1])
+
+
+def _child() -> int:
+    """The build child: a request (JSON) on stdin, the compiled model's summary (JSON) on stdout."""
+    request = json.loads(sys.stdin.read())
+    try:
+        info = _compile(Path(request["onnx"]), request["properties"], tuple(request["names"]), Path(request["blob"]))
+    except Exception as e:  # OpenVINO's RuntimeError/OpConversionFailure: its informative line goes to the parent
+        print(f"{type(e).__name__}: {_cause(e)}", file=sys.stderr)
+        return 1
+    print(json.dumps(info))
+    return 0
 
 
 def _cause(e: BaseException) -> str:
@@ -135,40 +181,33 @@ def _cause(e: BaseException) -> str:
     return (lines[0] if lines else type(e).__name__)[:300]
 
 
-def _header(compiled, cfg: BuildConfig, onnx_path: Path, blob: bytes) -> dict:
-    in_names, out_names, interface = _onnx_io(onnx_path)
+def _header(info: dict, cfg: BuildConfig, interface: Interface, blob_bytes: int) -> dict:
     return {"format_version": FORMAT_VERSION, "openvino": version(), "device": DEVICE,
-            "runtime_requirements": str(compiled.get_property("RUNTIME_REQUIREMENTS")),
-            "precision_hint": cfg.inference_precision,
-            "inference_precision": _type_name(compiled.get_property("INFERENCE_PRECISION_HINT")),
-            "mode": cfg.cpu_mode, "performance_hint": str(compiled.get_property("PERFORMANCE_HINT")),
-            "threads": cfg.cpu_threads, "threads_used": int(compiled.get_property("INFERENCE_NUM_THREADS")),
-            "streams": int(compiled.get_property("NUM_STREAMS")),
-            "inputs": [_port_spec(compiled.input(n), n).to_json() for n in in_names],
-            "outputs": [_port_spec(compiled.output(n), n).to_json() for n in out_names],
-            "interface": interface.to_json(), "blob_bytes": len(blob)}
+            **{k: info[k] for k in ("runtime_requirements", "inference_precision", "performance_hint",
+                                    "threads_used", "streams", "inputs", "outputs")},
+            "precision_hint": cfg.inference_precision, "mode": cfg.cpu_mode, "threads": cfg.cpu_threads,
+            "interface": interface.to_json(), "blob_bytes": blob_bytes}
 
 
 def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig()) -> EngineArtifact:
     out = Path(out)
     check_onnx_file(onnx_path)  # OpenVINO reads external data from beside the file
-    core, compiled = _compile(Path(onnx_path), cfg)
-    stream = io.BytesIO()
-    compiled.export_model(stream)
-    blob = stream.getvalue()
-    header = _header(compiled, cfg, Path(onnx_path), blob)
-    raw = json.dumps(header, sort_keys=True).encode()
-    with atomic_output(out, "engine") as tmp:
-        with open(tmp, "wb") as f:
+    in_names, out_names, interface = _onnx_io(Path(onnx_path))
+    with scratch_dir("tf2trt-openvino-") as tmp:
+        blob_path = tmp / "model.blob"
+        info = _compile_bounded(Path(onnx_path).resolve(), cfg, (in_names, out_names), blob_path)
+        header = _header(info, cfg, interface, blob_path.stat().st_size)
+        raw = json.dumps(header, sort_keys=True).encode()
+        with atomic_output(out, "engine") as part, open(part, "wb") as f, open(blob_path, "rb") as blob:
             f.write(OPENVINO_MAGIC + _LENGTH.pack(len(raw)) + raw)
-            f.write(blob)
+            shutil.copyfileobj(blob, f)
     summary = {k: header[k] for k in ("openvino", "device", "runtime_requirements", "precision_hint",
                                       "inference_precision", "mode", "performance_hint", "threads", "threads_used",
                                       "streams")}
     return EngineArtifact(path=out, backend="openvino", format=OPENVINO_BLOB,
                           summary={"bytes": out.stat().st_size, **summary, "shapes": "dynamic dimensions kept "
-                                   "(OpenVINO runs and exports dynamic shapes)", "cpu": _cpu_name(core),
-                                   "layer_precisions": layer_precisions(compiled),
+                                   "(OpenVINO runs and exports dynamic shapes)", "cpu": info["cpu"],
+                                   "layer_precisions": info["layer_precisions"],
                                    "int8_kernels": int8_kernels() or "off: this CPU has no VNNI, where OpenVINO's "
                                    "int8 kernels differ from the Q/DQ graph; an int8 graph runs dequantized in f32",
                                    "io": [{"mode": mode, **t, "shape": [-1 if d is None else d for d in t["shape"]]}
@@ -350,3 +389,7 @@ class OpenVinoBackend:
 
 
 BACKEND = OpenVinoBackend()
+
+
+if __name__ == "__main__":  # the build child (``_compile_bounded``)
+    sys.exit(_child())
