@@ -321,9 +321,12 @@ class OpenVinoRunner:
             raise error(f"missing input(s) {', '.join(missing)}",
                         f"provide every input: {', '.join(t.name for t in self.inputs)}")
         what = f"'{self.path}'"
-        try:  # tensors over the caller's arrays (no copy); async, so that the wait is bounded
-            for t, port in zip(self.inputs, self._in_ports):
-                self._request.set_tensor(port, self._tensor(np.ascontiguousarray(feed[t.name]), shared_memory=True))
+        # Tensors share the arrays' memory: the contiguous copies (of a transposed feed, say) must outlive the run,
+        # so they are held here until it ends.
+        arrays = [np.ascontiguousarray(feed[t.name]) for t in self.inputs]
+        try:  # async, so that the wait is bounded
+            for array, port in zip(arrays, self._in_ports):
+                self._request.set_tensor(port, self._tensor(array, shared_memory=True))
             self._request.start_async()
             finished = self._request.wait_for(max(1, int(limits.budget() * 1000)))
         except Exception as e:  # OpenVINO's RuntimeError: wrong shape or dtype, a failing kernel
