@@ -26,13 +26,16 @@ from .common.io_change import Interface
 
 # What an artifact is, recognised from its content, never its name: a TensorRT plan starts with ``ftrt``; our
 # onnxruntime artifact is onnxruntime's own ORT format, a flatbuffer whose file identifier ``ORTM`` sits at bytes
-# 4-8; an ONNX model is a protobuf ``ModelProto`` (recognised by parsing).
+# 4-8; our OpenVINO engine starts with ``OPENVINO_MAGIC`` (then our JSON header and OpenVINO's exported blob, see
+# backends/openvino.py); an ONNX model is a protobuf ``ModelProto`` (recognised by parsing).
 TENSORRT_PLAN = "tensorrt-plan"
 ORT_FORMAT = "onnxruntime-ort"
+OPENVINO_BLOB = "openvino-blob"
 ONNX_MODEL = "onnx"
 
 _TRT_MAGIC = b"ftrt"
 _ORT_IDENT = b"ORTM"
+OPENVINO_MAGIC = b"tf2trtOV"  # 8 bytes: neither ``ftrt`` first nor ``ORTM`` at 4-8
 
 
 def shape_text(shape) -> str:
@@ -107,8 +110,8 @@ class OnnxArtifact:
 @dataclass(frozen=True)
 class EngineArtifact:
     path: Path
-    backend: str  # "tensorrt" | "onnxruntime"
-    format: str  # "tensorrt-plan" | "onnxruntime-ort"
+    backend: str  # "tensorrt" | "openvino" | "onnxruntime"
+    format: str  # "tensorrt-plan" | "openvino-blob" | "onnxruntime-ort"
     summary: dict = field(default_factory=dict)
 
 
@@ -276,6 +279,8 @@ def detect_format(path: Path) -> str:
         return TENSORRT_PLAN
     if len(head) == 8 and head[4:8] == _ORT_IDENT:
         return ORT_FORMAT
+    if head == OPENVINO_MAGIC:
+        return OPENVINO_BLOB
     try:
         import onnx  # heavy (2 s): only when the magic bytes say nothing
 
@@ -287,7 +292,7 @@ def detect_format(path: Path) -> str:
 
         check_external_data(model, path)  # onnxruntime reads it from the file: it must be inside the sandbox
         return ONNX_MODEL
-    raise RunError(f"'{path}' is not a TensorRT plan, an onnxruntime ORT artifact or an ONNX model "
+    raise RunError(f"'{path}' is not a TensorRT plan, an OpenVINO engine, an onnxruntime ORT artifact or an ONNX model "
                    f"(first bytes: {head!r})", "pass an engine built by this compiler, or rebuild it")
 
 

@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 
 from . import __version__
-from .config import (BACKENDS, CALIB_METHODS, HARDWARE_COMPATIBILITY, PRECISIONS, PROFILE_STRATEGIES, BuildConfig,
+from .config import (BACKENDS, CALIB_METHODS, CPU_MODES, HARDWARE_COMPATIBILITY, PRECISIONS, PROFILE_STRATEGIES, BuildConfig,
                      CompileConfig, ExportConfig, OptimizeConfig, PrecisionConfig, ValidateConfig,
                      check_tolerances, parse_names, parse_ranges, parse_shapes)
 from .artifacts import check_writable, refuse_replacing_inputs, remove_leftovers, scratch_dir
@@ -92,9 +92,14 @@ def _precision_cfg(a) -> PrecisionConfig:
 def _build_flags(p):
     g = p.add_argument_group("build")
     g.add_argument("--backend", choices=BACKENDS, default="auto",
-                   help="auto: TensorRT when it and a GPU are present, else onnxruntime (CPU)")
+                   help="auto: TensorRT when it and a GPU are present, else OpenVINO (CPU), else onnxruntime (CPU)")
     g.add_argument("--workspace", type=int, metavar="MiB", help="TensorRT workspace memory pool limit")
-    t = p.add_argument_group("TensorRT engine (ignored, with a notice, when onnxruntime builds)")
+    o = p.add_argument_group("OpenVINO engine (ignored, with a notice, by the other backends)")
+    o.add_argument("--cpu-mode", choices=CPU_MODES, default="latency",
+                   help="latency: one request at a time, fastest each (default); throughput: parallel streams")
+    o.add_argument("--cpu-threads", type=int, default=0, metavar="N",
+                   help="inference threads (default 0: OpenVINO's choice, the cores available)")
+    t = p.add_argument_group("TensorRT engine (ignored, with a notice, by the CPU backends)")
     t.add_argument("--min-shapes", action="append", default=[], metavar="NAME:DxD,...",
                    help="optimization profile minimum shapes; repeat --min/--opt/--max-shapes for more profiles")
     t.add_argument("--opt-shapes", action="append", default=[], metavar="NAME:DxD,...",
@@ -129,7 +134,8 @@ def _build_cfg(a, backend: str | None = None) -> BuildConfig:
                        timing_cache=a.timing_cache, builder_opt_level=a.builder_opt_level,
                        plugins=tuple(Path(p) for p in parse_names(a.plugins)),
                        version_compatible=a.version_compatible, exclude_lean_runtime=a.exclude_lean_runtime,
-                       hardware_compatibility=a.hardware_compatibility)
+                       hardware_compatibility=a.hardware_compatibility, cpu_mode=a.cpu_mode,
+                       cpu_threads=a.cpu_threads)
 
 
 def _validate_flags(p):
@@ -372,6 +378,11 @@ def cmd_compile(a) -> int:
 
         refuse_replacing_inputs(compile_inputs(a.model, cfg), [("HTML report", a.html)])
         check_writable(a.html, "HTML report")  # before the work, not after it
+    if a.triton_repo is not None:
+        from .backends import resolve_backend
+        from .triton import check_backend
+
+        check_backend(resolve_backend(cfg.build.backend)[0])  # before the work, not after it
     before = _file_id(report_path)
     try:
         report = compile_model(a.model, a.out, cfg, observer=_Progress(a.quiet))
@@ -615,10 +626,14 @@ def _print_engine(summary: dict) -> None:
     if "layers" in summary:
         kinds = ", ".join(f"{k} {v}" for k, v in summary.get("layer_types", {}).items())
         print(f"layers: {summary['layers']}" + (f" ({kinds})" if kinds else ""))
+    if "precision_hint" in summary:  # OpenVINO
+        print(f"OpenVINO {summary['openvino']} on {summary['device']}: precision hint {summary['precision_hint']} "
+              f"(runs in {summary['inference_precision']}), mode {summary['mode']}, threads {summary['threads_used']}, "
+              f"streams {summary['streams']}")
     if summary.get("layer_precisions"):
         print("layer precisions: " + ", ".join(f"{k} {v}" for k, v in summary["layer_precisions"].items()))
     if summary.get("ignored_options"):
-        print(f"NOTICE: TensorRT-only options ignored by this backend: {', '.join(summary['ignored_options'])}")
+        print(f"NOTICE: options ignored by this backend: {', '.join(summary['ignored_options'])}")
 
 
 def cmd_validate(a) -> int:

@@ -148,7 +148,9 @@ class PrecisionConfig:
             raise ConfigError(f"percentile {self.percentile} is not in (0, 100]", "use e.g. 99.999")
 
 
-BACKENDS = ("auto", "tensorrt", "onnxruntime")
+BACKENDS = ("auto", "tensorrt", "openvino", "onnxruntime")
+CPU_MODES = ("latency", "throughput")  # OpenVINO's PERFORMANCE_HINT
+INFERENCE_PRECISIONS = ("f32", "bf16")  # OpenVINO's INFERENCE_PRECISION_HINT, always set explicitly
 
 
 HARDWARE_COMPATIBILITY = ("none", "ampere+", "same-compute-capability")
@@ -157,7 +159,8 @@ PROFILE_STRATEGIES = ("range", "optimal", "range+optimal")  # TF-TRT's; see comp
 
 @dataclass(frozen=True)
 class BuildConfig:
-    """How the engine is built. Everything but ``backend`` concerns TensorRT only (see README, Backends)."""
+    """How the engine is built: ``backend``, the TensorRT options, and OpenVINO's (``cpu_mode``, ``cpu_threads``,
+    ``inference_precision``; see README, Backends)."""
 
     backend: str = "auto"
     workspace_mib: int | None = None  # TensorRT memory pool limit
@@ -170,6 +173,9 @@ class BuildConfig:
     version_compatible: bool = False  # runs on later TensorRT versions of the same major
     exclude_lean_runtime: bool = False  # version-compatible plan without the lean runtime (smaller)
     hardware_compatibility: str = "none"  # none | ampere+ | same-compute-capability
+    cpu_mode: str = "latency"  # OpenVINO: latency (one request at a time) | throughput (parallel streams)
+    cpu_threads: int = 0  # OpenVINO's INFERENCE_NUM_THREADS; 0 = OpenVINO's default (the cores available)
+    inference_precision: str = "f32"  # OpenVINO's precision hint; compile sets bf16 for --precision bf16 only
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -193,6 +199,14 @@ class BuildConfig:
         if self.profile_data and not self.profile_strategy:
             raise ConfigError("--profile-data needs --profile-strategy", "add --profile-strategy range (or "
                               "optimal, range+optimal)")
+        if self.cpu_mode not in CPU_MODES:
+            raise ConfigError(f"unknown CPU mode '{self.cpu_mode}'", f"use one of {', '.join(CPU_MODES)}")
+        if self.cpu_threads < 0:
+            raise ConfigError(f"--cpu-threads must be 0 or more, not {self.cpu_threads}",
+                              "give a thread count, or 0 for OpenVINO's default")
+        if self.inference_precision not in INFERENCE_PRECISIONS:
+            raise ConfigError(f"unknown inference precision '{self.inference_precision}'",
+                              f"use one of {', '.join(INFERENCE_PRECISIONS)}")
         for lib in self.plugins:
             if not Path(lib).is_file():
                 raise ConfigError(f"plugin library '{lib}' does not exist", "give the path to the plugin's .so file")
@@ -205,6 +219,16 @@ class BuildConfig:
                 "--version-compatible": self.version_compatible,
                 "--hardware-compatibility": self.hardware_compatibility != "none"}
         return [flag for flag, value in used.items() if value]
+
+    def openvino_only(self) -> list[str]:
+        """The OpenVINO-only options set here (to say they were ignored when another backend builds)."""
+        used = {"--cpu-mode": self.cpu_mode != "latency", "--cpu-threads": self.cpu_threads}
+        return [flag for flag, value in used.items() if value]
+
+    def ignored_by(self, backend: str) -> list[str]:
+        """The options set here that ``backend`` does not use."""
+        return ((self.tensorrt_only() if backend != "tensorrt" else [])
+                + (self.openvino_only() if backend != "openvino" else []))
 
 
 # Default tolerances per seam. TF and onnxruntime run different kernels, so the

@@ -16,7 +16,7 @@ from .artifacts import write_text_atomic
 STAGES = ("inspect", "export", "optimize", "precision", "build", "validate")
 
 _PACKAGES = ("tf2trt-compiler", "tensorflow", "tf2onnx", "onnx", "onnx-graphsurgeon", "onnxruntime", "polygraphy",
-             "numpy", "tensorrt")
+             "numpy", "openvino", "tensorrt")
 
 
 def versions(packages: tuple[str, ...] = _PACKAGES) -> dict[str, str | None]:

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from . import deploy
+from .backends import tensorrt as trt_backend
 from .api import build_engine, export_model, inspect_model, lower_precision, optimize_model, validate_artifacts
 from .config import BuildConfig, ExportConfig, OptimizeConfig, PrecisionConfig, ValidateConfig
 from .deploy import TftrtWarning
@@ -44,6 +45,12 @@ from .runtime import load as load_artifact
 __all__ = ["Converter", "ConversionParams", "DEFAULT_TRT_CONVERSION_PARAMS", "DEFAULT_TRT_MAX_WORKSPACE_SIZE_BYTES",
            "TftrtWarning", "TrtConversionParams", "TrtGraphConverterV2", "TrtPrecisionMode", "load",
            "supported_profile_strategies"]
+
+
+def lean_backend() -> str:
+    """The backend a Converter builds with: TensorRT where it runs, else onnxruntime. Not ``auto``'s OpenVINO:
+    a saved directory must open in compiler.deploy's lean runtime, which runs TensorRT plans and ORT artifacts."""
+    return "tensorrt" if trt_backend.availability()[0] else "onnxruntime"
 
 
 class TrtPrecisionMode:
@@ -350,7 +357,8 @@ class TrtGraphConverterV2:
             how = next(s for s in supported_profile_strategies() if s.lower() == self._strategy)
         how += f" over {len(shapes)} input(s)"
         workspace = self._params.max_workspace_size_bytes
-        cfg = BuildConfig(workspace_mib=None if workspace == DEFAULT_TRT_MAX_WORKSPACE_SIZE_BYTES
+        cfg = BuildConfig(backend=lean_backend(),
+                          workspace_mib=None if workspace == DEFAULT_TRT_MAX_WORKSPACE_SIZE_BYTES
                           else max(1, math.ceil(workspace / 2 ** 20)))
         self._engine = build_engine(self._graph.path, self._work / "engine_0", cfg, profiles=profiles or None,
                                     profile_source=how)

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from .artifacts import replace_dir
-from .errors import OutputError
+from .errors import ConfigError, OutputError
 from .runtime import ORT_FORMAT, TENSORRT_PLAN
 
 DEFAULT_MAX_BATCH = 8
@@ -33,7 +33,21 @@ def _dynamic(d) -> bool:
     return d is None or (isinstance(d, int) and d < 0)
 
 
+# Triton's OpenVINO backend loads OpenVINO IR or ONNX models; a compiled blob (ours, or OpenVINO's own) it cannot.
+_NOT_SERVABLE = {"openvino-blob": "an OpenVINO engine (a compiled blob: Triton's OpenVINO backend loads IR or ONNX, "
+                                  "not compiled blobs)"}
+_SERVABLE_FIX = "add --backend onnxruntime (or tensorrt on a GPU machine) to build an engine Triton serves"
+
+
+def check_backend(backend: str) -> None:
+    """Refuse (ConfigError), before any work, a backend whose engines Triton cannot serve."""
+    if backend == "openvino":
+        raise ConfigError(f"--triton-repo cannot take {_NOT_SERVABLE['openvino-blob']}", _SERVABLE_FIX)
+
+
 def _kind(fmt: str | None) -> tuple[str, str, str]:
+    if fmt in _NOT_SERVABLE:
+        raise OutputError(f"no Triton platform for {_NOT_SERVABLE[fmt]}", _SERVABLE_FIX)
     for key, value in PLATFORMS.items():
         if fmt and fmt.startswith(key):
             return value

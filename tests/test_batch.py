@@ -30,6 +30,7 @@ from tests.test_html_report import _chromium
 ZOO = """
 [defaults]
 timeout_s = 600
+backend = "onnxruntime"      # its Triton repository needs engines Triton serves (not OpenVINO blobs)
 
 [models.cnn]                 # fp32, checked against a golden recorded from the SavedModel
 path = "{fixtures}/cnn_nhwc"

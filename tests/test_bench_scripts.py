@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from compiler.backends import resolve_backend
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
@@ -130,7 +131,8 @@ def test_runtime_benchmark_on_one_fixture(tmp_path):
     assert rows["tensorflow"]["ratio_to_tensorflow"] == 1.0
     assert all(r["outputs_agree"] and r["median_p50_ms"] > 0 for r in rows.values())
     for name in rows:
-        assert re.search(rf"^{name}\s+[\d.]+\s+[\d.]+\s+[\d.]+x\s+agree$", proc.stdout, re.M), proc.stdout
+        assert re.search(rf"^{name}\s+[\d.]+\s+[\d.]+\s+[\d.]+x\s+[\d.]+x\s+agree$", proc.stdout, re.M), proc.stdout
+    assert rows["ort-onnx"]["ratio_to_ort_onnx"] == 1.0 and model["backends"]["ours"] == resolve_backend("auto")[0]
 
 
 def test_batch_benchmark_on_one_fixture(tmp_path):

@@ -416,7 +416,7 @@ def test_compile_every_fixture_at_each_precision(capsys, tmp_path, name, mode):
     which the seam from the lowered graph checks), and all four seams pass."""
     out = tmp_path / f"{name}.engine"
     code, stdout, stderr = run_cli(capsys, "compile", FIXTURES / name, out, "--precision", mode, "--quiet",
-                                   *COMPILABLE[name])
+                                   "--backend", "onnxruntime", *COMPILABLE[name])
     assert code == 0, stderr
     report = json.loads((tmp_path / f"{name}.engine.report.json").read_text())
     assert [s["seam"] for s in report["validation"]] == ["tf→onnx", "onnx→optimized", f"fp32→{mode}",

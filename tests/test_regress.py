@@ -16,6 +16,7 @@ from onnx import numpy_helper
 
 from compiler.errors import ConfigError, GoldenError
 from compiler.regress import check, compare_output, junit_xml, read_golden, record
+from compiler.runtime import detect_format
 from tests.conftest import COMPILABLE, FIXTURES, run_cli
 
 pytestmark = pytest.mark.tf
@@ -123,7 +124,7 @@ def test_localize_names_the_changed_node_on_the_golden_inputs(perturbed, engines
 def test_recording_an_engine_and_an_onnx_model(engines, tmp_path):
     """Goldens can come from any artifact; an fp16 ONNX graph records fp16 tolerances by itself."""
     manifest = record(engines["multi_io"], tmp_path / "g", shapes=_shapes("multi_io"), samples=3, seed=5)
-    assert manifest["model"]["kind"] == "onnxruntime-ort" and manifest["seed"] == 5
+    assert manifest["model"]["kind"] == detect_format(engines["multi_io"]) and manifest["seed"] == 5
     assert check(engines["multi_io"], tmp_path / "g")["passed"]
     from compiler import OptimizeConfig, PrecisionConfig, ValidateConfig, lower_precision
 

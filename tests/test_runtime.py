@@ -29,14 +29,15 @@ def ort_artifact(tmp_path_factory, exported):
 def _compile(out, model, *flags):
     from compiler.cli import main
 
-    code = main([str(model), str(out), *map(str, flags), "--quiet"])
+    code = main([str(model), str(out), "--backend", "onnxruntime", *map(str, flags), "--quiet"])
     assert code == 0, f"compiling {model} {flags} failed ({code})"
     return out
 
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):
-    """Every compilable fixture compiled with the real pipeline (backend auto: onnxruntime here), once."""
+    """Every compilable fixture compiled with the real pipeline (the onnxruntime backend; OpenVINO's runs are in
+    test_backend_openvino.py), once."""
     d = tmp_path_factory.mktemp("artifacts")
     return {name: _compile(d / f"{name}.engine", FIXTURES / name, *flags) for name, flags in COMPILABLE.items()}
 

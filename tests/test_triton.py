@@ -49,6 +49,8 @@ def test_static_or_data_dependent_shapes_have_no_batch_dimension():
 def test_unsupported_engines_and_types_are_one_line_errors(tmp_path):
     with pytest.raises(OutputError, match="no Triton platform for engine format 'onnx'"):
         config_text("m", {"format": "onnx", "io": [_io("input", "x", "float32", [1])]})
+    with pytest.raises(OutputError, match="OpenVINO engine .*--backend onnxruntime"):
+        config_text("m", {"format": "openvino-blob", "io": [_io("input", "x", "float32", [1])]})
     with pytest.raises(OutputError, match="dtype complex64"):
         config_text("m", {"format": "tensorrt-plan", "io": [_io("input", "x", "complex64", [1])]})
     assert not list(tmp_path.iterdir())
@@ -56,7 +58,8 @@ def test_unsupported_engines_and_types_are_one_line_errors(tmp_path):
 
 def test_compile_writes_a_repository_entry(tmp_path, capsys):
     out = tmp_path / "cnn_nhwc.engine"
-    code, stdout, stderr = run_cli(capsys, FIXTURES / "cnn_nhwc", out, "--quiet", "--triton-repo", tmp_path / "repo")
+    code, stdout, stderr = run_cli(capsys, FIXTURES / "cnn_nhwc", out, "--quiet", "--triton-repo", tmp_path / "repo",
+                                   "--backend", "onnxruntime")
     assert code == 0, stderr
     entry = tmp_path / "repo" / "cnn_nhwc"
     assert f"triton: {entry}" in stdout
@@ -67,3 +70,11 @@ def test_compile_writes_a_repository_entry(tmp_path, capsys):
                                                                 "io": [_io("input", "x", "float32", [2])]}})
     assert [t.name for t in _parse((entry / "config.pbtxt").read_text()).input] == ["x"]
     assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["cnn_nhwc"]  # no temp or old directory
+
+
+def test_compile_refuses_an_openvino_engine_for_triton_before_the_work(tmp_path, capsys):
+    out = tmp_path / "cnn_nhwc.engine"
+    code, _, stderr = run_cli(capsys, FIXTURES / "cnn_nhwc", out, "--triton-repo", tmp_path / "repo",
+                              "--backend", "openvino")
+    assert code == 2 and stderr.startswith("error: config: --triton-repo cannot take an OpenVINO engine")
+    assert "--backend onnxruntime" in stderr and not out.exists() and not (tmp_path / "repo").exists()

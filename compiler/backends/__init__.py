@@ -3,10 +3,11 @@
 A backend (``Backend``) has a ``name``, ``availability() -> (ok, why)``, ``build(onnx, out, settings, profiles)
 -> EngineArtifact``, the artifact ``formats`` it loads, and ``load(path, plugins) -> runner``; its runner lives
 in its own module. ``REGISTRY`` lists them; ``auto`` takes the first available in ``AUTO_ORDER`` and says which
-and why. A new backend (OpenVINO next) is one module here and one line in each list: the pipeline, ``build``
-and ``runtime.load`` go through the registry and name no backend.
+and why. A new backend is one module here and one line in each list: the pipeline, ``build`` and
+``runtime.load`` go through the registry and name no backend.
 
 ``tensorrt`` builds a TensorRT plan through Polygraphy's loaders (needs TensorRT and an NVIDIA GPU);
+``openvino`` compiles the model for this CPU with OpenVINO and exports the compiled blob (needs openvino);
 ``onnxruntime`` writes a pre-optimized ORT-format model that runs anywhere, and runs plain ONNX models as written.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Protocol
 from ..artifacts import EngineArtifact
 from ..config import BuildConfig
 from ..errors import BuildError, RunError
-from . import onnxruntime, tensorrt
+from . import onnxruntime, openvino, tensorrt
 
 
 class Backend(Protocol):
@@ -34,9 +35,9 @@ class Backend(Protocol):
     def load(self, path: Path, plugins: tuple = ()): ...
 
 
-REGISTRY: dict[str, Backend] = {b.name: b for b in (tensorrt.BACKEND, onnxruntime.BACKEND)}
+REGISTRY: dict[str, Backend] = {b.name: b for b in (tensorrt.BACKEND, openvino.BACKEND, onnxruntime.BACKEND)}
 # What ``--backend auto`` tries, fastest first; the last one runs anywhere.
-AUTO_ORDER = ("tensorrt", "onnxruntime")
+AUTO_ORDER = ("tensorrt", "openvino", "onnxruntime")
 
 
 def get(name: str) -> Backend:
@@ -58,9 +59,10 @@ def resolve_backend(requested: str) -> tuple[str, str | None]:
         passed_over.append(f"{REGISTRY[name].label} backend unavailable ({why})")
     if not passed_over:
         return name, None
-    first = REGISTRY[AUTO_ORDER[0]].label
-    return name, (f"{'; '.join(passed_over)}; built an {name} {'CPU ' if name == 'onnxruntime' else ''}artifact "
-                  f"instead. This is NOT a {first} engine.")
+    first, chosen = REGISTRY[AUTO_ORDER[0]].label, REGISTRY[name]
+    what = "CPU artifact" if name == "onnxruntime" else "CPU engine"
+    return name, (f"{'; '.join(passed_over)}; built an {chosen.label} {what} instead ({why}). "
+                  f"This is NOT a {first} engine.")
 
 
 def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig(), profiles: tuple = ()) -> EngineArtifact:
@@ -85,4 +87,5 @@ def load(path: Path, fmt: str, plugins: tuple = ()):
     return backend.load(Path(path), tuple(plugins))
 
 
-FORMAT_NAMES = {"tensorrt-plan": "TensorRT plan", "onnxruntime-ort": "onnxruntime ORT artifact", "onnx": "ONNX model"}
+FORMAT_NAMES = {"tensorrt-plan": "TensorRT plan", "openvino-blob": "OpenVINO engine (compiled blob)",
+                "onnxruntime-ort": "onnxruntime ORT artifact", "onnx": "ONNX model"}

@@ -37,7 +37,8 @@ class BenchResult:
     latencies_ms: tuple[float, ...]  # one per timed run
     input_shapes: dict = field(default_factory=dict)  # what the artifact was fed: name -> shape
     notes: tuple[str, ...] = ()
-    threads: dict | None = None  # onnxruntime: {"intra_op_num_threads": N (0 = default), "cpus": N}
+    threads: dict | None = None  # onnxruntime: {"intra_op_num_threads": N (0 = default), "cpus": N}; OpenVINO:
+    # {"inference_num_threads": N, "streams": N, "mode": "latency"|"throughput"}
     measured: str = MEASURED
 
     @property
@@ -63,6 +64,9 @@ class BenchResult:
     def threads_text(self) -> str:
         if self.threads is None:
             return ""
+        if "inference_num_threads" in self.threads:
+            t = self.threads
+            return f"OpenVINO threads: {t['inference_num_threads']}, streams: {t['streams']}, mode: {t['mode']}"
         n = self.threads["intra_op_num_threads"]
         return (f"intra-op threads: {'onnxruntime default (one per physical core)' if n == 0 else n}, "
                 f"{self.threads['cpus']} CPU(s) available")

@@ -46,12 +46,11 @@ def build_engine(onnx_path: Path, out: Path, cfg=None, shapes: dict[str, Shape] 
                                          run_shapes)
     art = build(Path(onnx_path), Path(out), cfg, profiles=profiles)
     art.summary["profile_source"] = how
-    if backend.name != "tensorrt":
-        ignored = cfg.tensorrt_only()
-        if profiles:
-            art.summary["profiles"] = [p.to_json() for p in profiles]
-        if ignored:
-            art.summary["ignored_options"] = ignored
+    if backend.name != "tensorrt" and profiles:
+        art.summary["profiles"] = [p.to_json() for p in profiles]
+    ignored = cfg.ignored_by(backend.name)
+    if ignored:
+        art.summary["ignored_options"] = ignored
     return art
 
 
@@ -89,8 +88,15 @@ def run(state: State) -> State:
     source = state.engine_source
     # Profiles were set in the model's layout; the engine's inputs may be transposed (--inputs-as-nchw).
     engine_profiles = tuple(p.map(source.change.candidate_shape) for p in state.profiles) if state.profiles else None
-    engine = build_engine(source.path, state.engine_path, state.cfg.build, state.engine_shapes,
+    bcfg = state.cfg.build
+    if state.cfg.precision.mode == "bf16":  # OpenVINO's hint follows the graph; fp16 and int8 graphs run as f32
+        bcfg = replace(bcfg, inference_precision="bf16")
+    engine = build_engine(source.path, state.engine_path, bcfg, state.engine_shapes,
                           profiles=engine_profiles, profile_source=state.profile_source)
     ignored = engine.summary.get("ignored_options")
-    notice = f"TensorRT-only options ignored by the {engine.backend} backend: {', '.join(ignored)}" if ignored else None
-    return state.but(engine=engine, notices=(notice,) if notice else ())
+    notices = [f"options ignored by the {engine.backend} backend: {', '.join(ignored)}"] if ignored else []
+    asked, used = engine.summary.get("precision_hint"), engine.summary.get("inference_precision")
+    if asked and used and asked != used:
+        notices.append(f"OpenVINO was asked for {asked} and runs in {used} on this CPU (it lacks {asked}); the "
+                       f"engine summary records both")
+    return state.but(engine=engine, notices=tuple(notices))

@@ -43,7 +43,8 @@ def _clean(result, workdir, code, stage, *needles):
 
 
 LOOP_CASES = {  # command -> (args after the model, exit code, stage)
-    "compile": (["{out}/m.engine"], 7, "validate"),
+    "compile": (["{out}/m.engine", "--backend", "onnxruntime"], 7, "validate"),
+    "compile-openvino": (["{out}/m.engine", "--backend", "openvino"], 6, "build"),  # OpenVINO's compile runs it
     "validate": (["{model}"], 7, "validate"),
     "run": ([], 9, "run"),
     "bench": (["--warmup", "0", "--iterations", "1"], 9, "run"),
@@ -77,8 +78,19 @@ def test_endless_constant_loop_is_left_unfolded(models, workdir):
 
 
 def test_endless_constant_loop_compile(models, workdir):
-    result, _ = _run(models["loop_fold"], workdir / "m.engine", *TIMEOUT)
+    result, _ = _run(models["loop_fold"], workdir / "m.engine", "--backend", "onnxruntime", *TIMEOUT)
     _clean(result, workdir, 7, "validate", "longer than 1 s")
+
+
+@pytest.mark.parametrize("model, extra, needles", [
+    ("loop_fold", TIMEOUT, ["OpenVINO's compile ran longer than 1 s", "--validate-timeout"]),
+    ("big_fill", [], ["OpenVINO ran out of memory"]),
+    ("big_expand", [], ["OpenVINO ran out of memory"])])
+def test_openvino_build_is_bounded(models, workdir, model, extra, needles):
+    """OpenVINO evaluates constant subgraphs while it compiles: its compile runs in a child process, stopped at
+    the budget, and a failed allocation there is a one-line build error."""
+    result, _ = _run(models[model], workdir / "m.engine", "--backend", "openvino", *extra)
+    _clean(result, workdir, 6, "build", *needles)
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
@@ -99,7 +111,8 @@ def test_huge_constant_is_not_folded(models, workdir):
 
 def test_huge_constant_compile(models, workdir):
     """compile refuses to run the model at validation (6.4 GB tensor), before allocating it."""
-    result, rss = _run(models["big_fill"], workdir / "m.engine", "--report", workdir / "r.json")
+    result, rss = _run(models["big_fill"], workdir / "m.engine", "--report", workdir / "r.json", "--backend",
+                       "onnxruntime")
     _clean(result, workdir, 7, "validate", "'big'", "GB")
     assert rss < LOW_RSS, rss
     stats = [p["stats"] for p in json.loads((workdir / "r.json").read_text())["passes"]
@@ -110,7 +123,7 @@ def test_huge_constant_compile(models, workdir):
 @pytest.mark.parametrize("command", ["compile", "validate", "run"])
 def test_huge_expand_at_evaluation(models, workdir, command):
     model = models["big_expand"]
-    args = {"compile": [model, workdir / "m.engine"], "validate": ["validate", model, model],
+    args = {"compile": [model, workdir / "m.engine", "--backend", "onnxruntime"], "validate": ["validate", model, model],
             "run": ["run", model]}[command]
     result, rss = _run(*args)
     code, stage = (9, "run") if command == "run" else (7, "validate")
