@@ -9,8 +9,23 @@ rank-3 tensor (a Tensordot: Reshape to [-1, C], MatMul, Reshape back) followed b
 ``[batch, -1, heads, dim]`` (keras-hub's MiT/SegFormer attention) becomes one Reshape of the
 2-D MatMul output to ``[0, 1, -1, 8]``: wrong at every batch size, and failing at most.
 ``guard_reshape_merge`` keeps such pairs unmerged; every other merge tf2onnx makes is kept.
+
+``np.product`` in the large-model path (tests/test_big_models.py::test_tf2onnx_large_model_still_calls_np_product).
+tf2onnx's ``Node.get_value_attr`` moves a constant into its external tensor storage after testing
+``np.product(dims)``, which NumPy 2 removed: every ``large_model=True`` conversion fails with AttributeError.
+``numpy_product`` gives ``tf2onnx.graph`` (only that module) a NumPy that still has it.
+
+Weights copied once per optimizer call (tests/test_big_models.py::test_tf2onnx_still_rewrites_attributes_in_place).
+tf2onnx's optimizer loop calls ``Graph.update_proto`` after every optimizer, and ``Node.update_proto`` does
+``del node.attribute[:]`` then ``extend`` on the same NodeProto: a Const node's value is copied into it again.
+Under protobuf's upb runtime a message's arena frees nothing until the whole message is freed, so every call
+keeps another copy of every weight: a 100 MB model grew by 90 MB per optimizer call, 3.4 GB in all, and a
+2.2 GB one ran out of memory. ``fresh_node_protos`` makes ``update_proto`` fill a new NodeProto instead (the
+old one, and its copy, are then freed).
 """
 from __future__ import annotations
+
+import types
 
 _GUARD = "_tf2trt_guarded"
 
@@ -40,3 +55,45 @@ def guard_reshape_merge() -> None:
 
     setattr(guarded, _GUARD, True)
     b2b._func_map[("Reshape",)] = guarded
+
+
+class _NumpyWithProduct(types.ModuleType):
+    """NumPy as tf2onnx.graph sees it: every attribute of numpy, plus ``product`` (``numpy.prod``)."""
+
+    def __init__(self, numpy):
+        super().__init__("numpy")
+        self._numpy, self.product = numpy, numpy.prod
+
+    def __getattr__(self, name):
+        return getattr(self._numpy, name)
+
+
+def numpy_product() -> None:
+    """Give ``tf2onnx.graph`` a NumPy with ``product`` when the installed one lacks it (idempotent; this process)."""
+    from tf2onnx import graph
+
+    if not hasattr(graph.np, "product"):
+        graph.np = _NumpyWithProduct(graph.np)
+
+
+_FRESH = "_tf2trt_fresh_proto"
+
+
+def fresh_node_protos() -> None:
+    """Make tf2onnx's ``Node.update_proto`` write into a new NodeProto each time (idempotent; this process)."""
+    from onnx import NodeProto
+    from tf2onnx import graph
+
+    update = graph.Node.update_proto
+    if getattr(update, _FRESH, False):
+        return
+
+    def update_proto(self, external_tensor_storage=None):
+        old = self._op
+        self._op = NodeProto(name=old.name, op_type=old.op_type, domain=old.domain, doc_string=old.doc_string)
+        del old
+        return update(self, external_tensor_storage)
+
+    setattr(update_proto, _FRESH, True)
+    update_proto.__wrapped__ = update
+    graph.Node.update_proto = update_proto
