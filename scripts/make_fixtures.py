@@ -431,7 +431,7 @@ class BigDense(tf.Module):
         return {"y": x}
 
 
-def big_dense(out: Path, weight_bytes: float = 2.5e9, layers: int = 4, seed: int = 0):
+def big_dense(out: Path, weight_bytes: float = 2.2e9, layers: int = 4, seed: int = 0):
     """A SavedModel of ``layers`` square Dense layers holding about ``weight_bytes`` of float32 weights (width a
     multiple of 128); returns (feed, signature) like the other builders. Not in ``FIXTURES``: tests build it into
     a temporary directory (``--only big_dense`` builds it here on request)."""

@@ -24,7 +24,6 @@ from compiler.errors import InspectError
 from tests.conftest import ROOT, run_cli
 
 SMALL_BYTES = 4 * 1024**2 * 4  # four 1024² float32 layers (16.8 MB)
-BIG_BYTES = 2.2e9  # over protobuf's 2 GiB cap, and a few minutes of CI on two cores (measured: README)
 
 
 def _make_fixtures():
@@ -288,8 +287,13 @@ def _peak_rss_mb(stderr: str) -> float:
     return int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", stderr).group(1)) / 1024
 
 
+BIG_OPT_IN = "TF2TRT_BIG_MODEL_TEST"  # README, "Tests": it takes longer than CI's budget allows here
+
+
 @pytest.mark.slow
 @pytest.mark.tf
+@pytest.mark.skipif(os.environ.get(BIG_OPT_IN) != "1", reason=f"a 2.2 GB model takes tens of minutes to build and "
+                    f"compile on 2 cores and needs ~8 GB free; set {BIG_OPT_IN}=1 to run it")
 def test_big_model_compiles_validates_and_runs(tmp_path_factory):
     """A 2.2 GB SavedModel (no ONNX file of it could be one protobuf) compiles with every seam validated, and
     its artifact runs. Each step is its own process, so the peak RSS is the compile's alone."""
@@ -298,7 +302,7 @@ def test_big_model_compiles_validates_and_runs(tmp_path_factory):
     out.parent.mkdir()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     build = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT / 'scripts')!r}); "
-             f"import make_fixtures; make_fixtures.big_dense(__import__('pathlib').Path({str(model)!r}), {BIG_BYTES})"]
+             f"import make_fixtures; make_fixtures.big_dense(__import__('pathlib').Path({str(model)!r}))"]
     subprocess.run(build, check=True, env=env, capture_output=True)
     try:
         weights = sum(p.stat().st_size for p in (model / "variables").iterdir())

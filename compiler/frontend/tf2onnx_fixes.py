@@ -21,7 +21,7 @@ tf2onnx's optimizer loop calls ``Graph.update_proto`` after every optimizer, and
 Under protobuf's upb runtime a message's arena frees nothing until the whole message is freed, so every call
 keeps another copy of every weight: a 100 MB model grew by 90 MB per optimizer call, 3.4 GB in all, and a
 2.2 GB one ran out of memory. ``fresh_node_protos`` makes ``update_proto`` fill a new NodeProto instead (the
-old one, and its copy, are then freed).
+old one, and its copy, are then freed), and skips a Const whose proto is already current.
 """
 from __future__ import annotations
 
@@ -77,6 +77,7 @@ def numpy_product() -> None:
 
 
 _FRESH = "_tf2trt_fresh_proto"
+_SYNCED = "_tf2trt_synced"  # on a Node: what its proto was last written from
 
 
 def fresh_node_protos() -> None:
@@ -89,10 +90,17 @@ def fresh_node_protos() -> None:
         return
 
     def update_proto(self, external_tensor_storage=None):
+        # A Const's proto already up to date is left alone: copying its value again is the optimizer loop's
+        # whole cost on a big model (tf2onnx's make_graph reads a Const's value from its attributes anyway).
+        synced = (self.name, tuple(self.input), tuple(self.output), tuple((k, id(v)) for k, v in self._attr.items()))
+        if self.type == "Const" and external_tensor_storage is None and getattr(self, _SYNCED, None) == synced:
+            return None
         old = self._op
         self._op = NodeProto(name=old.name, op_type=old.op_type, domain=old.domain, doc_string=old.doc_string)
         del old
-        return update(self, external_tensor_storage)
+        result = update(self, external_tensor_storage)
+        setattr(self, _SYNCED, synced if external_tensor_storage is None else None)
+        return result
 
     setattr(update_proto, _FRESH, True)
     update_proto.__wrapped__ = update
