@@ -116,6 +116,8 @@ class EngineArtifact:
 
 
 _LIVE: set[Path] = set()  # temp directories and partial files of this process, until they are removed
+_DESTINATIONS: dict[Path, Path] = {}  # a partial file being written -> the path it is renamed to
+_COMPANIONS: dict[Path, list] = {}  # a partial file -> [(companion written with it, the file it set aside)]
 
 
 def _partial_prefix(path: Path) -> str:
@@ -249,6 +251,7 @@ def atomic_output(path: Path, what: str = "output"):
     os.close(fd)
     tmp_path = Path(tmp)
     _LIVE.add(tmp_path)
+    _DESTINATIONS[tmp_path] = path
     try:
         yield tmp_path
         if tmp_path.exists():  # mkstemp makes the file owner-only; give it the mode a plain open() would
@@ -257,9 +260,45 @@ def atomic_output(path: Path, what: str = "output"):
             os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
         _LIVE.discard(tmp_path)
+        if path in _DESTINATIONS:  # renamed onto an outer partial file: its companions now go with that one
+            _COMPANIONS.setdefault(path, []).extend(_COMPANIONS.pop(tmp_path, []))
+        _settle_companions(tmp_path, keep=True)
     except BaseException:
         _remove(tmp_path)
+        _settle_companions(tmp_path, keep=False)
         raise
+    finally:
+        _DESTINATIONS.pop(tmp_path, None)
+
+
+def companion_path(partial: Path, suffix: str) -> Path:
+    """Where a file that travels with an output goes (an ONNX model's external data): beside the output's final
+    path, named after it plus ``suffix``. ``partial`` is the temporary path ``atomic_output`` yielded; the file is
+    written in place at once (the model names it relative to itself, and validation runs the model before it is
+    renamed), so a file already there is set aside: if the output fails, the companion is removed and the old
+    file restored; if it succeeds, the old one is dropped. Outside ``atomic_output``: beside ``partial``."""
+    partial = Path(partial)
+    dest = _DESTINATIONS.get(partial, partial)
+    while dest in _DESTINATIONS:  # written into another atomic_output's partial file (the compile's engine)
+        dest = _DESTINATIONS[dest]
+    path = dest.with_name(dest.name + suffix)
+    backup = None
+    if path.exists() or path.is_symlink():
+        backup = path.with_name(_partial_prefix(path) + "old")
+        os.replace(path, backup)
+    _COMPANIONS.setdefault(partial, []).append((path, backup))
+    return path
+
+
+def _settle_companions(partial: Path, keep: bool) -> None:
+    for path, backup in _COMPANIONS.pop(partial, []):
+        if keep:
+            if backup is not None:
+                backup.unlink(missing_ok=True)
+            continue
+        path.unlink(missing_ok=True)
+        if backup is not None:
+            os.replace(backup, path)
 
 
 def write_text_atomic(path: Path, text: str, what: str = "output") -> None:

@@ -90,6 +90,9 @@ class ExportConfig:
     tag: str = "serve"
     opset: int = 17
     allow_unsafe_ops: bool = False  # compile SavedModels whose graph reads/writes files or runs Python
+    # SavedModels whose variables hold more bytes go through tf2onnx's large-model path: the ONNX is written
+    # with its weights as external data beside it (a protobuf file cannot exceed 2 GiB). README, "Models over 2 GB".
+    large_model_bytes: int = 1_500_000_000
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from .common import io_change as interface
 from .artifacts import OnnxArtifact, atomic_output
 from .config import OptimizeConfig
 from .errors import ConfigError, OptimizeError
-from .common.onnxutil import io_specs, load, op_histogram
+from .common.onnxutil import io_specs, load, needs_external_data, op_histogram, write
 
 
 def _quiet_graphsurgeon() -> None:
@@ -59,11 +59,15 @@ def optimize(onnx_path: Path, out: Path, cfg: OptimizeConfig = OptimizeConfig(),
                             f"work around it with --skip-pass {e.pass_name}, and please report it") from e
     except PassError as e:
         raise OptimizeError(str(e), "fix the settings it names, or skip the pass with --skip-pass NAME") from e
-    problem = contract.violation(result)
-    if problem:
-        _name_breaking_pass(model, result, problem, cfg)
     with atomic_output(Path(out), "optimized ONNX model") as tmp:
-        onnx.save(result, str(tmp))
+        big = needs_external_data(result)
+        if big:  # a model over 2 GB is checked where it lies, with its external data (passes/contract.py)
+            write(result, tmp)
+        problem = contract.violation(tmp if big else result)
+        if problem:
+            _name_breaking_pass(model, tmp if big else result, problem, cfg)
+        if not big:
+            onnx.save(result, str(tmp))
     inputs, outputs = io_specs(result)
     return OnnxArtifact(Path(out), inputs, outputs, op_histogram(result), interface.read(result)), \
         manager.records
@@ -94,12 +98,13 @@ def _pipeline(cfg: OptimizeConfig) -> list:
 
 
 def _name_breaking_pass(model, result, problem: str, cfg: OptimizeConfig):
-    """The pipeline's output breaks its contract (passes/contract.py): run it again checking after every pass,
-    and raise an OptimizeError naming the first pass whose output breaks it. An input that breaks the contract
-    itself (custom-domain ops onnxruntime lacks) only has to stay valid ONNX."""
+    """The pipeline's output (``result``: a proto, or the file it was written to) breaks its contract
+    (passes/contract.py): run it again checking after every pass, and raise an OptimizeError naming the first pass
+    whose output breaks it. An input that breaks the contract itself (custom-domain ops onnxruntime lacks) only
+    has to stay valid ONNX."""
     if contract.violation(model) is not None:
         try:
-            onnx.checker.check_model(result)
+            onnx.checker.check_model(str(result) if isinstance(result, Path) else result)
             return
         except onnx.checker.ValidationError as e:
             raise OptimizeError(f"the passes produced an invalid ONNX model: {str(e).splitlines()[0][:300]}",
@@ -149,13 +154,13 @@ def cut(onnx_path: Path, out: Path, cfg: OptimizeConfig) -> tuple[OnnxArtifact, 
                           "from outside it", "add them to --cut-inputs")
     result = gs.export_onnx(graph, do_type_check=False)
     result.ir_version = model.ir_version
-    try:
-        onnx.checker.check_model(result)
-    except onnx.checker.ValidationError as e:
-        raise OptimizeError(f"the cut produced an invalid ONNX model: {str(e).splitlines()[0][:300]}",
-                            "cut at different tensors") from e
     with atomic_output(Path(out), "cut ONNX model") as tmp:
-        onnx.save(result, str(tmp))
+        write(result, tmp)
+        try:  # on the file: a model over 2 GB is checked with its external data
+            onnx.checker.check_model(str(tmp))
+        except onnx.checker.ValidationError as e:
+            raise OptimizeError(f"the cut produced an invalid ONNX model: {str(e).splitlines()[0][:300]}",
+                                "cut at different tensors") from e
     inputs, outputs = io_specs(result)
     kept = {k: v for k, v in cfg.input_shapes.items() if k in available}
     return OnnxArtifact(Path(out), inputs, outputs, op_histogram(result)), \

@@ -34,10 +34,11 @@ from passes.to_fp16 import DATA_MOVEMENT, ToFp16, node_precision
 
 from . import limits
 from .common import io_change as interface
-from .artifacts import OnnxArtifact, atomic_output, scratch_dir, write_text_atomic
+from .artifacts import OnnxArtifact, atomic_output, content_sha256, scratch_dir, write_text_atomic
 from .config import MIXED_FLOATS, PRECISION_MIN_AGREEMENT, PrecisionConfig
 from .errors import CompilerError, PrecisionError
-from .common.onnxutil import io_specs, load, op_histogram
+from .sandbox import external_tensors, read_onnx
+from .common.onnxutil import io_specs, load, needs_external_data, op_histogram, write
 from .validate import effective_atol, mismatches, validation_session
 
 CACHE_VERSION = 1
@@ -102,6 +103,13 @@ def to_int8(model: onnx.ModelProto, cfg: PrecisionConfig, ranges: dict):
 
 # ---------------------------------------------------------------- INT8 calibration
 
+def _files_digest(path: Path) -> bytes:
+    """The sha256 of an ONNX file and of each external-data file it names (read through the sandbox's check)."""
+    proto = read_onnx(path, external_data=False)
+    names = sorted({e.value for t, _ in external_tensors(proto) for e in t.external_data if e.key == "location"})
+    return "".join(content_sha256(p) for p in [Path(path), *(Path(path).parent / n for n in names)]).encode()
+
+
 def cache_key(model_bytes: bytes, data_digest: str, cfg: PrecisionConfig) -> str:
     """What the calibrated ranges depend on: the float32 graph, the samples, the method and its settings."""
     import onnxruntime
@@ -113,8 +121,9 @@ def cache_key(model_bytes: bytes, data_digest: str, cfg: PrecisionConfig) -> str
     return h.hexdigest()
 
 
-def calibrate(model_bytes: bytes, samples, method: str, percentile: float) -> dict[str, tuple[float, float]]:
-    """Per-tensor (low, high) ranges from onnxruntime's calibrator of ``method`` over ``samples``."""
+def calibrate(model: bytes | Path, samples, method: str, percentile: float) -> dict[str, tuple[float, float]]:
+    """Per-tensor (low, high) ranges from onnxruntime's calibrator of ``method`` over ``samples``; ``model``: the
+    serialized float32 graph, or the path of a file with external data (its augmented copy keeps them external)."""
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, create_calibrator
 
     class Reader(CalibrationDataReader):
@@ -130,13 +139,15 @@ def calibrate(model_bytes: bytes, samples, method: str, percentile: float) -> di
     if method == "percentile":
         options["percentile"] = percentile
     limits.quiet_onnxruntime()  # the calibrator's sessions warn about initializers they drop
+    external = isinstance(model, Path)
     with scratch_dir("tf2trt-calib-") as tmp:
-        src = Path(tmp) / "model.onnx"
-        src.write_bytes(model_bytes)
+        src = model if external else Path(tmp) / "model.onnx"
+        if not external:
+            src.write_bytes(model)
         try:
             calibrator = create_calibrator(src, list(INT8_OPS), augmented_model_path=str(Path(tmp) / "aug.onnx"),
                                            calibrate_method=methods[method], providers=["CPUExecutionProvider"],
-                                           extra_options=options)
+                                           use_external_data_format=external, extra_options=options)
             calibrator.infer_session = limits.BoundedSession(calibrator.infer_session,
                                                              f"calibration ({method})", PrecisionError)
             calibrator.collect_data(Reader())
@@ -171,10 +182,13 @@ def write_cache(cache: Path, key: str, ranges: dict, meta: dict) -> None:
     write_text_atomic(Path(cache), json.dumps(body, indent=1) + "\n", "calibration cache")
 
 
-def int8_ranges(model: onnx.ModelProto, cfg: PrecisionConfig, samples, cache: Path | None):
-    """Calibrated ranges and a record of where they came from (the cache or a calibration run)."""
-    body = model.SerializeToString()
-    key = cache_key(body, samples.digest, cfg)
+def int8_ranges(model: onnx.ModelProto, cfg: PrecisionConfig, samples, cache: Path | None, path: Path | None = None):
+    """Calibrated ranges and a record of where they came from (the cache or a calibration run). A model saved
+    with external data (``path``, the file it was loaded from) is calibrated from its file and keyed by its
+    files' bytes: it may not fit one serialized protobuf."""
+    external = path is not None and needs_external_data(model)
+    body = path if external else model.SerializeToString()
+    key = cache_key(_files_digest(path) if external else body, samples.digest, cfg)
     record = {"method": cfg.calib_method, "samples": len(samples), "source": samples.source,
               "random_data": samples.random, "cache": str(cache) if cache else None, "key": key}
     if cfg.calib_method == "percentile":
@@ -312,7 +326,7 @@ def apply_precision(fp32_path: Path, out: Path, cfg: PrecisionConfig, samples=No
         except PassError as e:
             raise PrecisionError(str(e), "name op types or nodes of the graph in --int8-skip") from None
         if targets:
-            ranges, result.calibration = int8_ranges(model, cfg, calib_samples, cache)
+            ranges, result.calibration = int8_ranges(model, cfg, calib_samples, cache, Path(fp32_path))
         else:
             ranges = {}
             result.notices.append(f"precision: no {'/'.join(INT8_OPS)} node with a constant weight to quantize, so "
@@ -335,13 +349,13 @@ def apply_precision(fp32_path: Path, out: Path, cfg: PrecisionConfig, samples=No
     # The interface record stays relative to the exported model: compose the float32 model's with this stage's.
     result.io_change = interface.compose(interface.read(model), interface.diff(model, converted, {}))
     interface.write(converted, result.io_change)
-    try:
-        onnx.checker.check_model(converted)
-    except onnx.checker.ValidationError as e:
-        raise PrecisionError(f"the {cfg.mode} graph is not valid ONNX: {str(e).splitlines()[0][:300]}",
-                             "report this with the model; meanwhile use --precision fp32") from None
     result.op_histogram = op_histogram(converted)
     with atomic_output(Path(out), f"{cfg.mode} ONNX model") as tmp:
-        onnx.save(converted, str(tmp))
+        write(converted, tmp)  # a graph over 1 GiB of weights keeps them in external data beside it
+        try:  # on the file, with its external data: a proto over 2 GB cannot be checked in memory
+            onnx.checker.check_model(str(tmp))
+        except onnx.checker.ValidationError as e:
+            raise PrecisionError(f"the {cfg.mode} graph is not valid ONNX: {str(e).splitlines()[0][:300]}",
+                                 "report this with the model; meanwhile use --precision fp32") from None
     inputs, outputs = io_specs(converted)
     return OnnxArtifact(Path(out), inputs, outputs, result.op_histogram, result.io_change), result

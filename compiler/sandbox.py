@@ -75,6 +75,11 @@ def check_external_data(model: onnx.ModelProto, path: Path) -> None:
                                f"'{location}', which {reason} '{base}'", EXTERNAL_FIX)
 
 
+def external_tensors(model: onnx.ModelProto):
+    """(tensor, where it is) for every tensor of ``model`` that keeps its bytes in an external file."""
+    return _external(model)
+
+
 def _external(model: onnx.ModelProto):
     """(tensor, where it is) for every tensor of ``model`` that keeps its bytes in an external file."""
     for tensor, where in _all_tensors(model):

@@ -15,7 +15,8 @@ import onnx
 
 from . import limits
 from .common import io_change as interface
-from .artifacts import ModelInfo, TensorSpec
+from .artifacts import ModelInfo, TensorSpec, scratch_dir
+from .common.onnxutil import PROTOBUF_LIMIT, write
 from .common.shapes import FLOAT_RANGE, INT_RANGE, input_ranges, merge_specs, resolve_shapes  # noqa: F401 (re-exported)
 from .config import PRECISION_MIN_AGREEMENT, Shape, ValidateConfig, check_tolerances
 from .common.fp16_emulation import narrow_floats, storage_emulation
@@ -386,7 +387,7 @@ def _constant(arrays: list[np.ndarray]) -> bool:
     return flat.size > 1 and bool(np.all(flat == flat[0]))
 
 
-def onnx_runner(model: Path | bytes, name: str, error=ValidationError):
+def onnx_runner(model: Path | bytes | onnx.ModelProto, name: str, error=ValidationError):
     """A Polygraphy runner over an ONNX model that onnxruntime runs as written (see backends.onnxruntime.ort_session
     and, for float16/bfloat16 graphs, compiler.common.fp16_emulation), bounded in time and memory (compiler.limits); a failure
     is ``error``."""
@@ -401,15 +402,32 @@ def validation_session(model, what: str = "the model", error=ValidationError):
     ``error``."""
     proto = model if isinstance(model, onnx.ModelProto) else None
     if proto is None:
-        try:
-            proto = onnx.load_from_string(model) if isinstance(model, bytes) else read_onnx(model)
+        try:  # a file's weights are not read here: onnxruntime reads them (external data too) from its path
+            proto = onnx.load_from_string(model) if isinstance(model, bytes) else read_onnx(model, False)
         except CompilerError:  # external data outside the model's directory
             raise
         except Exception:  # not an ONNX file: ort_session says so in its own words
             return limits.BoundedSession(ort_session(model), what, error)
+        if not isinstance(model, bytes) and not narrow_floats(proto):
+            return limits.BoundedSession(ort_session(Path(model)), what, error, proto)
+        if not isinstance(model, bytes):
+            proto = read_onnx(model)
     if narrow_floats(proto):
         proto = storage_emulation(proto)
+    if proto.ByteSize() > PROTOBUF_LIMIT:  # one message cannot hold it: onnxruntime reads it from a file
+        return _session_via_file(proto, what, error)
     return limits.BoundedSession(ort_session(proto.SerializeToString()), what, error, proto)
+
+
+def _session_via_file(proto: onnx.ModelProto, what: str, error):
+    """A bounded session over a model too big to serialize: written with external data to a scratch directory
+    (a copy: writing moves the weights out of the proto written), loaded, and the files removed."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    with scratch_dir("tf2trt-session-") as tmp:
+        write(copy, tmp / "model.onnx")
+        del copy
+        return limits.BoundedSession(ort_session(tmp / "model.onnx"), what, error, proto)
 
 
 def quiet_polygraphy() -> None:
@@ -441,7 +459,7 @@ class PassNumericsCheck:
         from polygraphy.comparator import Comparator, RunResults
 
         try:
-            cand = onnx_runner(model.SerializeToString(), f"after-{pass_name}", OptimizeError)
+            cand = onnx_runner(model, f"after-{pass_name}", OptimizeError)
             change = interface.read(model)
             if change:  # e.g. layout_io made an input NCHW: feed it the same data, transposed
                 cand = interface.adapted(cand, change, self.inputs)

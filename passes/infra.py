@@ -19,6 +19,8 @@ from typing import Callable
 import onnx
 import onnx_graphsurgeon as gs
 
+from compiler.common.onnxutil import save
+
 Shape = tuple[int, ...]
 
 # IR version 3 requires every initializer to be listed as a graph input; onnx-graphsurgeon lists none, and
@@ -203,7 +205,7 @@ class PassManager:
             return
         self.dump_dir.mkdir(parents=True, exist_ok=True)
         path = self.dump_dir / f"{self._dumped:03d}_{name}.onnx"
-        onnx.save(self._export(graph, template), str(path))
+        save(self._export(graph, template), path, "pass dump")  # a model over 1 GiB: with external data
         self._dumped += 1
 
     def run(self, model: onnx.ModelProto) -> onnx.ModelProto:

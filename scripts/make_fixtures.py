@@ -408,20 +408,58 @@ FIXTURES = {"cnn_nhwc": cnn_nhwc, "multi_io": multi_io, "unsupported_op": unsupp
             "dynamic_reshape": dynamic_reshape, "shared_const_cast": shared_const_cast}
 
 
+class BigDense(tf.Module):
+    """``layers`` square float32 Dense layers (ReLU between), seeded: a model whose weights exceed 2 GB when
+    ``width`` is large (``big_dense``), for the external-data path. Built on demand, never committed."""
+
+    def __init__(self, width: int, layers: int, seed: int = 0):
+        super().__init__()
+        rng = np.random.default_rng(seed)
+        self.weights = []
+        for i in range(layers):  # one layer's numpy copy at a time: building peaks near the weights' size
+            w = rng.standard_normal((width, width), dtype=np.float32)
+            w *= np.float32(1.0 / np.sqrt(width))  # unit-variance activations through every layer
+            self.weights.append(tf.Variable(w, name=f"w{i}"))
+            del w
+        self.serve = tf.function(self._serve, input_signature=[tf.TensorSpec([None, width], tf.float32, name="x")])
+
+    def _serve(self, x):
+        for i, w in enumerate(self.weights):
+            x = tf.matmul(x, w)
+            if i + 1 < len(self.weights):
+                x = tf.nn.relu(x)
+        return {"y": x}
+
+
+def big_dense(out: Path, weight_bytes: float = 2.2e9, layers: int = 4, seed: int = 0):
+    """A SavedModel of ``layers`` square Dense layers holding about ``weight_bytes`` of float32 weights (width a
+    multiple of 128); returns (feed, signature) like the other builders. Not in ``FIXTURES``: tests build it into
+    a temporary directory (``--only big_dense`` builds it here on request)."""
+    width = max(128, int(np.sqrt(weight_bytes / 4 / layers)) // 128 * 128)
+    module = BigDense(width, layers, seed)
+    _save(module, out)
+    feed = {"x": np.random.default_rng(seed + 1).uniform(-1, 1, (2, width)).astype(np.float32)}
+    return feed, "serving_default"
+
+
+ON_DEMAND = {"big_dense": big_dense}  # too big to commit: built only when named
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "fixtures")
     ap.add_argument("--only", metavar="NAME,...", help="build only these fixtures (default: all); "
-                    f"one of: {', '.join(FIXTURES)}")
+                    f"one of: {', '.join(FIXTURES)}; on request only: {', '.join(ON_DEMAND)}")
     args = ap.parse_args()
     names = list(FIXTURES) if args.only is None else [n.strip() for n in args.only.split(",") if n.strip()]
-    unknown = [n for n in names if n not in FIXTURES]
+    known = {**FIXTURES, **ON_DEMAND}
+    unknown = [n for n in names if n not in known]
     if unknown or not names:
-        ap.error(f"--only: unknown fixture(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(FIXTURES)}")
+        ap.error(f"--only: unknown fixture(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(known)}")
     golden = args.out / "golden"
     golden.mkdir(parents=True, exist_ok=True)
     for name in names:
-        make = FIXTURES[name]
+        make = known[name]
         target = args.out / name
         shutil.rmtree(target, ignore_errors=True)
         feed, signature = make(target)

@@ -9,6 +9,10 @@ movement), so a bfloat16 graph is built from its storage emulation
 of every tensor the graph stores in bfloat16): an artifact for checking
 bfloat16 accuracy on any CPU, not for bfloat16 speed. The file is recognisable from its content (``ORTM`` at bytes
 4-8), so nothing mistakes it for a TensorRT plan. ``OrtRunner`` runs that artifact, and plain ONNX models as written.
+
+A flatbuffer cannot exceed 2 GB and the ORT format has no external data, so a model whose weights are external
+data (the form of models over 1 GiB of weights, ``common.onnxutil``) is optimized the same way and written as
+ONNX, its weights in ``<artifact name>.data`` beside it (README, "Models over 2 GB"); it runs as written.
 """
 from __future__ import annotations
 
@@ -20,13 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from .. import limits
-from ..artifacts import ONNX_MODEL, ORT_FORMAT, EngineArtifact, TensorSpec, atomic_output, detect_format
+from ..artifacts import ONNX_MODEL, ORT_FORMAT, EngineArtifact, TensorSpec, atomic_output, companion_path, \
+    detect_format
 from ..common import ort
 from ..common.fp16_emulation import has_bfloat16, storage_emulation
 from ..config import BuildConfig
 from ..errors import BuildError, RunError, ValidationError
 from ..common.io_change import KEY, Interface
-from ..sandbox import check_onnx_file
+from ..common.onnxutil import DATA_SUFFIX
+from ..sandbox import check_onnx_file, external_tensors
 
 # onnxruntime rewrites we refuse, each with the reason. Pad_Fusion folds a
 # constant-zero Pad into the next op's `pads`; for MaxPool those pads act as
@@ -105,25 +111,42 @@ def _buildable(onnx_path: Path):
     return storage_emulation(onnx.load(str(onnx_path))).SerializeToString(), {"bfloat16": BF16_EMULATED}
 
 
+def has_external_data(onnx_path: Path) -> bool:
+    """Whether the ONNX file keeps tensors in external data (then the artifact is ONNX, not ORT format)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception:  # onnxruntime will say what is wrong with the file
+        return False
+    return any(True for _ in external_tensors(model))
+
+
 def build(onnx_path: Path, out: Path, cfg: BuildConfig = BuildConfig()) -> EngineArtifact:
     import onnxruntime
 
     out = Path(out)
     check_onnx_file(onnx_path)  # onnxruntime reads external data from beside the file
+    external = has_external_data(Path(onnx_path))
+    fmt = ONNX_MODEL if external else ORT_FORMAT
     with atomic_output(out, "engine") as tmp:
         huge = huge_constants(Path(onnx_path))
         disabled = disabled_optimizers() + (("ConstantFolding",) if huge else ())
         source, bf16_note = _buildable(Path(onnx_path))
+        data = companion_path(tmp, DATA_SUFFIX) if external else None
+        saving = {"save_onnx_to": tmp, "external_data": data.name} if external else {"save_ort_to": tmp}
         try:
-            session = ort.session(source, ort.BUILD, save_ort_to=tmp, disabled_optimizers=disabled)
+            session = ort.session(source, ort.BUILD, disabled_optimizers=disabled, **saving)
         except Exception as e:  # onnxruntime's exception types are not importable portably
             raise BuildError(f"onnxruntime cannot build the model ({type(e).__name__}: "
                              f"{str(e).splitlines()[0][:300]})",
                              "run with --check-each-pass to find the pass that broke it, or --debug") from e
-        if detect_format(tmp) != ORT_FORMAT:
-            raise BuildError("onnxruntime did not write an ORT-format model", "report this as a bug")
-    return EngineArtifact(path=out, backend="onnxruntime", format=ORT_FORMAT,
-                          summary={"bytes": out.stat().st_size, "optimization_level": "extended",
+        if detect_format(tmp) != fmt:
+            raise BuildError(f"onnxruntime did not write an {'ONNX' if external else 'ORT-format'} model",
+                             "report this as a bug")
+    extra = {"external_data": data.name, "external_data_bytes": data.stat().st_size} if external else {}
+    return EngineArtifact(path=out, backend="onnxruntime", format=fmt,
+                          summary={"bytes": out.stat().st_size, **extra, "optimization_level": "extended",
                                    "disabled_optimizers": list(disabled),
                                    **({"not_folded": huge} if huge else {}), **bf16_note,
                                    "onnxruntime": onnxruntime.__version__, "providers": ["CPUExecutionProvider"],

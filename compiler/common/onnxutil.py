@@ -1,4 +1,9 @@
-"""Small helpers over ONNX protos shared by the stages (IO specs, histograms, loading)."""
+"""Small helpers over ONNX protos shared by the stages (IO specs, histograms, loading, saving).
+
+Saving (``save``/``write``): a protobuf file cannot exceed 2 GiB, so a model whose tensors hold more than
+``EXTERNAL_DATA_BYTES`` is written with its tensors of ``EXTERNAL_MIN_BYTES`` or more in one external-data file
+beside it, ``<file name>.data`` (README, "Models over 2 GB"); smaller models stay one file.
+"""
 from __future__ import annotations
 
 from collections import Counter
@@ -6,7 +11,7 @@ from pathlib import Path
 
 import onnx
 
-from ..artifacts import ModelInfo, TensorSpec
+from ..artifacts import ModelInfo, TensorSpec, atomic_output, companion_path
 from ..errors import CompilerError, InspectError
 from .io_change import read
 from ..sandbox import read_onnx
@@ -58,6 +63,52 @@ def load(path: Path) -> onnx.ModelProto:
     except Exception as e:  # onnx raises DecodeError, OSError, ValueError... for a bad file
         raise InspectError(f"'{path}' is not a readable ONNX model ({type(e).__name__}: {e})",
                            "pass a valid .onnx file or a SavedModel directory") from None
+
+
+EXTERNAL_DATA_BYTES = 1 << 30  # tensors beyond 1 GiB in all: external data (well below protobuf's 2 GiB cap)
+EXTERNAL_MIN_BYTES = 1024  # smaller tensors (shapes, scales, biases) stay inside the model file
+DATA_SUFFIX = ".data"  # the external-data file: the model file's name plus this, in its directory
+PROTOBUF_LIMIT = 2**31 - 1  # the most bytes one serialized protobuf message may hold
+
+
+def tensor_bytes(model: onnx.ModelProto) -> int:
+    """Bytes the main graph's initializers and Constant values take in the proto (external ones counted by their
+    recorded length), without copying any of them."""
+    total = 0
+    tensors = list(model.graph.initializer) + [a.t for n in model.graph.node if n.op_type == "Constant"
+                                                for a in n.attribute if a.HasField("t")]
+    for t in tensors:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            total += int(next((e.value for e in t.external_data if e.key == "length"), 0) or 0)
+        else:
+            total += t.ByteSize()
+    return total
+
+
+def needs_external_data(model: onnx.ModelProto) -> bool:
+    """Whether ``model`` is saved with external data (its tensors exceed ``EXTERNAL_DATA_BYTES``)."""
+    return tensor_bytes(model) > EXTERNAL_DATA_BYTES
+
+
+def write(model: onnx.ModelProto, tmp: Path) -> None:
+    """Write ``model`` to ``tmp``, a path ``atomic_output`` yielded; a big model's tensors go to its companion
+    ``<final name>.data`` (``artifacts.companion_path``), and move out of ``model`` (its weights are freed)."""
+    if not needs_external_data(model):
+        onnx.save(model, str(tmp))
+        return
+    from onnx.external_data_helper import convert_model_to_external_data, write_external_data_tensors
+
+    data = companion_path(tmp, DATA_SUFFIX)
+    convert_model_to_external_data(model, all_tensors_to_one_file=True, location=data.name,
+                                   size_threshold=EXTERNAL_MIN_BYTES, convert_attribute=True)
+    write_external_data_tensors(model, str(data.parent))  # clears each tensor's raw_data once written
+    onnx.save(model, str(tmp))
+
+
+def save(model: onnx.ModelProto, path: Path, what: str = "ONNX model") -> None:
+    """``write`` ``model`` to ``path`` atomically (the model and its external data appear together, or neither)."""
+    with atomic_output(Path(path), what) as tmp:
+        write(model, tmp)
 
 
 def inspect_onnx(path: Path) -> ModelInfo:

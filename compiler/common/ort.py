@@ -19,12 +19,14 @@ ORT_FORMAT_ENTRY = "session.load_model_format"
 
 
 def session(model, level: str = AS_WRITTEN, *, ort_format: bool = False, save_ort_to: Path | None = None,
-            disabled_optimizers=()):
+            disabled_optimizers=(), save_onnx_to: Path | None = None, external_data: str | None = None):
     """An onnxruntime CPU ``InferenceSession`` over ``model`` (a path, or serialized bytes).
 
     ``ort_format``: the file is onnxruntime's ORT flatbuffer. ``save_ort_to``: write the optimized model there in
-    ORT format (the onnxruntime backend's build). onnxruntime's own exceptions propagate: each caller words them
-    for its stage.
+    ORT format (the onnxruntime backend's build). ``save_onnx_to``: write it there as ONNX instead, its
+    initializers of 1 KiB or more in the file ``external_data`` (a name, in that file's directory): the form of a
+    model over 2 GB, which an ORT flatbuffer cannot hold. onnxruntime's own exceptions propagate: each caller
+    words them for its stage.
     """
     import onnxruntime as ort
 
@@ -38,6 +40,11 @@ def session(model, level: str = AS_WRITTEN, *, ort_format: bool = False, save_or
     if save_ort_to is not None:
         so.optimized_model_filepath = str(save_ort_to)
         so.add_session_config_entry("session.save_model_format", "ORT")
+    if save_onnx_to is not None:
+        so.optimized_model_filepath = str(save_onnx_to)
+        if external_data:
+            so.add_session_config_entry("session.optimized_model_external_initializers_file_name", external_data)
+            so.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
     source = model if isinstance(model, bytes) else str(model)
     extra = {"disabled_optimizers": list(disabled_optimizers)} if disabled_optimizers else {}
     return ort.InferenceSession(source, sess_options=so, providers=["CPUExecutionProvider"], **extra)

@@ -17,8 +17,22 @@ message's arena until the node itself is freed, so each of the 24 optimizer runs
 one more copy of all the weights: ResNet50's 98 MB of weights grow the export by 2.3 GB. No optimizer reads
 the protos (they work on tf2onnx's own node objects), and ``make_model`` updates them once at the end, so
 ``optimize_without_proto_updates`` runs each optimizer without that update; the exported model is byte-identical.
+
+``np.product`` in the large-model path (tests/test_big_models.py::test_tf2onnx_large_model_still_calls_np_product).
+tf2onnx's ``Node.get_value_attr`` moves a constant into its external tensor storage after testing
+``np.product(dims)``, which NumPy 2 removed: every ``large_model=True`` conversion fails with AttributeError.
+``numpy_product`` gives ``tf2onnx.graph`` (only that module) a NumPy that still has it.
+
+The same copy on every other proto update (tests/test_big_models.py::test_tf2onnx_still_rewrites_attributes_in_place).
+``Node.update_proto`` does ``del node.attribute[:]`` then ``extend`` on the same NodeProto, so wherever tf2onnx
+calls it (its large-model path and rewriters too, not only the optimizer loop above) a Const's value is copied
+into it again and, under upb, kept: a 100 MB model grew by 90 MB per call and a 2.2 GB one ran out of memory.
+``fresh_node_protos`` makes ``update_proto`` fill a new NodeProto instead (the old one, and its copy, are then
+freed), and skips a Const whose proto is already current. With both fixes the optimizer loop does no proto work.
 """
 from __future__ import annotations
+
+import types
 
 _GUARD = "_tf2trt_guarded"
 
@@ -68,3 +82,52 @@ def optimize_without_proto_updates() -> None:
     setattr(optimize, _GUARD, True)
     optimize.__wrapped__ = GraphOptimizerBase.optimize  # tf2onnx's own, for the test that shows its bug
     GraphOptimizerBase.optimize = optimize
+
+class _NumpyWithProduct(types.ModuleType):
+    """NumPy as tf2onnx.graph sees it: every attribute of numpy, plus ``product`` (``numpy.prod``)."""
+
+    def __init__(self, numpy):
+        super().__init__("numpy")
+        self._numpy, self.product = numpy, numpy.prod
+
+    def __getattr__(self, name):
+        return getattr(self._numpy, name)
+
+
+def numpy_product() -> None:
+    """Give ``tf2onnx.graph`` a NumPy with ``product`` when the installed one lacks it (idempotent; this process)."""
+    from tf2onnx import graph
+
+    if not hasattr(graph.np, "product"):
+        graph.np = _NumpyWithProduct(graph.np)
+
+
+_FRESH = "_tf2trt_fresh_proto"
+_SYNCED = "_tf2trt_synced"  # on a Node: what its proto was last written from
+
+
+def fresh_node_protos() -> None:
+    """Make tf2onnx's ``Node.update_proto`` write into a new NodeProto each time (idempotent; this process)."""
+    from onnx import NodeProto
+    from tf2onnx import graph
+
+    update = graph.Node.update_proto
+    if getattr(update, _FRESH, False):
+        return
+
+    def update_proto(self, external_tensor_storage=None):
+        # A Const's proto already up to date is left alone: copying its value again is the optimizer loop's
+        # whole cost on a big model (tf2onnx's make_graph reads a Const's value from its attributes anyway).
+        synced = (self.name, tuple(self.input), tuple(self.output), tuple((k, id(v)) for k, v in self._attr.items()))
+        if self.type == "Const" and external_tensor_storage is None and getattr(self, _SYNCED, None) == synced:
+            return None
+        old = self._op
+        self._op = NodeProto(name=old.name, op_type=old.op_type, domain=old.domain, doc_string=old.doc_string)
+        del old
+        result = update(self, external_tensor_storage)
+        setattr(self, _SYNCED, synced if external_tensor_storage is None else None)
+        return result
+
+    setattr(update_proto, _FRESH, True)
+    update_proto.__wrapped__ = update
+    graph.Node.update_proto = update_proto

@@ -24,9 +24,10 @@ from .state import State
 
 def side_of(path: Path, label: str, export_cfg: ExportConfig) -> Side:
     """A seam side for anything validate accepts: a SavedModel, an ONNX model or a built artifact (loaded once
-    here; its runner is reused for the comparison)."""
+    here; its runner is reused for the comparison). An ONNX file named ``.onnx`` is a model; one named otherwise
+    is an artifact (the onnxruntime backend's form of a model with external data), run as the runtime runs it."""
     path = Path(path)
-    if path.is_dir() or not path.exists() or _artifact_format(path) == ONNX_MODEL:
+    if path.is_dir() or not path.exists() or (path.suffix.lower() == ".onnx" and _artifact_format(path) == ONNX_MODEL):
         info = inspect_model(path, export_cfg)
         require_safe(info, export_cfg)
         return Side(label, info)
