@@ -200,7 +200,8 @@ def test_compile_with_external_data_end_to_end(small_dense, tmp_path, capsys, ex
     cannot hold a model over 2 GB), validation of every seam, then run and bench on the artifact."""
     out = tmp_path / "out" / "m.engine"
     out.parent.mkdir()
-    code, _, err = run_cli(capsys, "compile", small_dense, out, "--keep-intermediates", tmp_path / "inter")
+    code, _, err = run_cli(capsys, "compile", small_dense, out, "--keep-intermediates", tmp_path / "inter",
+                           "--backend", "onnxruntime")
     assert code == 0, err
     assert _files(out.parent) == ["m.engine", "m.engine.data", "m.engine.report.json"]
     assert {"model.onnx.data", "model.opt.onnx.data"} <= set(_files(tmp_path / "inter"))
@@ -213,6 +214,21 @@ def test_compile_with_external_data_end_to_end(small_dense, tmp_path, capsys, ex
     assert json.loads(stdout)["outputs"]["y"]["shape"] == [1, 1024]
     code, _, err = run_cli(capsys, "bench", out, "--iterations", "2", "--warmup", "1")
     assert code == 0, err
+
+
+@pytest.mark.tf
+def test_openvino_engine_from_a_model_with_external_data(small_dense, tmp_path, capsys, external_everywhere):
+    """OpenVINO reads the optimized model's external data and its blob holds the weights: one engine file."""
+    out = tmp_path / "out" / "m.engine"
+    out.parent.mkdir()
+    code, _, err = run_cli(capsys, "compile", small_dense, out, "--backend", "openvino")
+    assert code == 0, err
+    assert _files(out.parent) == ["m.engine", "m.engine.report.json"]
+    report = json.loads((out.parent / "m.engine.report.json").read_text())
+    assert report["engine"]["format"] == "openvino-blob" and all(s["passed"] for s in report["validation"])
+    code, stdout, err = run_cli(capsys, "run", out, "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["outputs"]["y"]["shape"] == [1, 1024]
 
 
 @pytest.mark.tf
@@ -237,7 +253,7 @@ def test_int8_calibrates_a_model_with_external_data_from_its_file(small_dense, t
     assert code == 0, err
     cache = tmp_path / "calib.json"
     args = ["compile", tmp_path / "inter" / "model.opt.onnx", tmp_path / "m.engine", "--precision", "int8",
-            "--calib-cache", cache]
+            "--calib-cache", cache, "--backend", "onnxruntime"]
     reused = []
     for _ in range(2):
         code, _, err = run_cli(capsys, *args)
@@ -263,7 +279,7 @@ def test_artifact_whose_data_leaves_its_directory_is_refused(small_dense, tmp_pa
     """The sandbox holds for our own artifact: its data file must stay beside it."""
     out = tmp_path / "a" / "m.engine"
     out.parent.mkdir()
-    code, _, err = run_cli(capsys, "compile", small_dense, out, "--no-validate")
+    code, _, err = run_cli(capsys, "compile", small_dense, out, "--no-validate", "--backend", "onnxruntime")
     assert code == 0, err
     model = onnx.load(str(out), load_external_data=False)
     for t in model.graph.initializer:
