@@ -419,3 +419,7 @@ def test_compile_every_fixture_at_each_precision(capsys, tmp_path, name, mode):
                                                          "optimized→engine"]
     assert all(s["passed"] for s in report["validation"]) and out.is_file()
     assert report["precision"]["mode"] == mode and report["stages"]["precision"]["status"] == "ok"
+    # int8 on onnxruntime does not pay off (compiler/backends/onnxruntime.py): the report and the summary say so
+    said = [n for n in report["notices"] if "int8 on the onnxruntime backend is for checking accuracy" in n]
+    assert len(said) == (mode == "int8") and ("WARNING: " + said[0] in stdout if said else True)
+    assert ("precision_notice" in report["engine"]) == (mode == "int8")

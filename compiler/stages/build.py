@@ -92,5 +92,7 @@ def run(state: State) -> State:
     engine = build_engine(source.path, state.engine_path, state.cfg.build, state.engine_shapes,
                           profiles=engine_profiles, profile_source=state.profile_source)
     ignored = engine.summary.get("ignored_options")
-    notice = f"TensorRT-only options ignored by the {engine.backend} backend: {', '.join(ignored)}" if ignored else None
-    return state.but(engine=engine, notices=(notice,) if notice else ())
+    notices = [f"TensorRT-only options ignored by the {engine.backend} backend: {', '.join(ignored)}"] if ignored else []
+    if engine.summary.get("precision_notice"):  # a backend on which the lowered precision does not pay off
+        notices.append(engine.summary["precision_notice"])
+    return state.but(engine=engine, notices=notices)
