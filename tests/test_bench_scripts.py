@@ -116,19 +116,36 @@ def test_precision_benchmark_on_one_fixture(tmp_path):
 
 
 def test_runtime_benchmark_on_one_fixture(tmp_path):
-    """The artifact, TensorFlow and onnxruntime on the export are timed side by side and give the same outputs."""
+    """Every column of the side-by-side table: our engine per available backend (onnxruntime native and
+    portable) x precision, onnxruntime's default session and OpenVINO on the raw export, TensorFlow; p50/p90 at
+    batch 1, throughput at batch 16, ratios against onnxruntime default, outputs checked against TensorFlow."""
+    from compiler.config import PRECISIONS
+
     out = tmp_path / "runtime.json"
-    proc = subprocess.run([sys.executable, "scripts/bench/runtime.py", "--fixtures", "cnn_nhwc", "--runs", "1",
-                           "--iterations", "5", "--warmup", "1", "--json", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    (model,) = json.loads(out.read_text())
-    rows = {r["runner"]: r for r in model["rows"]}
-    assert set(rows) == {"ours", "tensorflow", "ort-onnx"}
-    assert rows["tensorflow"]["ratio_to_tensorflow"] == 1.0
-    assert all(r["outputs_agree"] and r["median_p50_ms"] > 0 for r in rows.values())
-    for name in rows:
-        assert re.search(rf"^{name}\s+[\d.]+\s+[\d.]+\s+[\d.]+x\s+agree$", proc.stdout, re.M), proc.stdout
+    proc = subprocess.run([sys.executable, "scripts/bench/runtime.py", "--models", "cnn_nhwc", "--runs", "2",
+                           "--iterations", "3", "--warmup", "1", "--json", str(out), "--workdir", str(tmp_path / "w")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    (model,) = json.loads(out.read_text())["models"]
+    cols = {c["column"]: c for c in model["columns"]}
+    ours = [f"ours onnxruntime {build} {p}" for build in ("native", "portable") for p in PRECISIONS]
+    assert set(ours) <= set(cols)
+    assert {"ort-default (raw)", "openvino f32 (raw)", "tensorflow"} <= set(cols)
+    assert model["batches"] == [1, 16] and model["shapes"]["16"] == {"image": [16, 32, 32, 3]}
+    assert cols["ort-default (raw)"]["b1"]["ratio"] == 1.0 and cols["ort-default (raw)"]["b16"]["ratio"] == 1.0
+    for name in ours + ["ort-default (raw)", "tensorflow"]:
+        c = cols[name]
+        assert c["error"] is None and c["outputs_agree"] is True, c
+        assert len(c["b1"]["runs_p50_ms"]) == 2 and c["b1"]["p90_ms"] >= c["b1"]["p50_ms"] > 0, c
+        assert c["b16"]["samples_per_s"] > 0 and c["b1"]["ratio"] > 0, c
+        # column, p50, p90, ratio, b16/s, b16 ratio, max err, outputs
+        row = re.search(rf"^{re.escape(name)}\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x\s+([\d.]+)\s+([\d.]+)x\s+(\S+)\s+ok$",
+                        proc.stdout, re.M)
+        assert row and float(row[3]) == round(c["b1"]["ratio"], 2), (name, proc.stdout[-3000:])
+    assert cols["tensorflow"]["max_err_vs_tf"] == 0
+    assert cols["ours onnxruntime native int8"]["max_err_vs_tf"] > 0  # int8 really ran quantized
+    summary = proc.stdout[proc.stdout.index("summary: time / ort-default (raw) time"):]
+    assert re.search(r"^\| cnn_nhwc \| 1\.00 \(1\.00\) \|", summary, re.M), summary
 
 
 def test_batch_benchmark_on_one_fixture(tmp_path):
