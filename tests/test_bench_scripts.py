@@ -160,3 +160,23 @@ def test_batch_benchmark_on_one_fixture(tmp_path):
     assert data["rows"]["jobs1"]["counts"] == {"passed": 1, "unchanged": 0, "failed": 0}
     assert data["rows"]["rerun"]["counts"] == {"passed": 0, "unchanged": 1, "failed": 0}
     assert data["rows"]["jobs1"]["peak_rss_mib"] > 50 and data["rerun_ratio"] < 1
+
+
+def test_accuracy_on_real_digits(tmp_path):
+    """The digits CNN on its 360 committed held-out images: every engine's fp32 top-1 equals TensorFlow's, and
+    int8 (calibrated on 64 real training images) is within 1 point of fp32 on every backend."""
+    out = tmp_path / "accuracy.json"
+    proc = subprocess.run([sys.executable, "scripts/bench/accuracy.py", "--json", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert data["tensorflow_accuracy"] > 0.9  # a trained model, not a random one
+    rows = {r["engine"]: r for r in data["rows"]}
+    assert {"ours onnxruntime native int8", "ours onnxruntime portable fp32"} <= set(rows)
+    for r in rows.values():
+        assert r["error"] is None, r
+        if r["precision"] == "fp32":
+            assert r["accuracy"] == data["tensorflow_accuracy"] and r["agreement_with_fp32"] == 1.0, r
+        else:
+            assert r["points_vs_fp32"] >= -1.0 and r["agreement_with_fp32"] >= 0.97, r
+        assert re.search(rf"^{re.escape(r['engine'])}\s+{r['accuracy'] * 100:.2f}%", proc.stdout, re.M), r

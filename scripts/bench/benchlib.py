@@ -7,6 +7,9 @@ and timing by medians of alternating runs.
   downloaded), ``classifier_activation=None`` (logits, so errors are not hidden by a softmax), every initializer
   seeded and BatchNormalization statistics set to seeded random values: fresh statistics (mean 0, variance 1)
   with random convolutions drive these networks to a constant output, and validating a constant proves nothing.
+* ``engine_variants`` / ``lowered_graph``: our engines, one per available backend of compiler.backends.REGISTRY
+  (onnxruntime twice: native and portable builds) and precision, and the graph each is built from, made with
+  the library's own stage entry points as `compile` makes them.
 * ``workspace``: the work directory (``--workdir`` or a temporary one) with its ``exported/`` folder.
 * ``header``: prints the package versions and the machine, returns them for the JSON.
 * ``alternating``: ``rounds`` rounds over named measurements, each round starting with the next one in turn, so
@@ -101,6 +104,36 @@ def keras_app(name: str, out_dir: Path, seed: int = 0) -> Path:
         raise BadInput(f"{name}'s output is constant with seed {seed}; fix: use another --seed")
     model.export(str(out_dir), verbose=False)
     return out_dir
+
+
+def engine_variants(precisions: list[str]) -> list[tuple[str, str, object]]:
+    """(column name, precision, BuildConfig) for every available backend and precision; onnxruntime twice."""
+    from compiler.backends import REGISTRY
+    from compiler.config import BuildConfig
+
+    variants = []
+    for name, backend in REGISTRY.items():
+        if not backend.availability()[0]:
+            continue
+        builds = ("native", "portable") if name == "onnxruntime" else (None,)
+        for build in builds:
+            cfg = BuildConfig(backend=name, **({"ort_build": build} if build else {}))
+            variants += [(f"ours {name}{' ' + build if build else ''} {p}", p, cfg) for p in precisions]
+    return variants
+
+
+def lowered_graph(raw: Path, shapes: dict, precision: str, out: Path, calib_data: str | None = None) -> Path:
+    """Our passes at ``shapes`` and, below fp32, the precision stage (int8: calibrated on ``calib_data``, else on
+    32 seeded random samples): the ONNX graph the engine is built from, as `compile` makes it."""
+    from compiler.api import lower_precision, optimize_model
+    from compiler.config import OptimizeConfig, PrecisionConfig, ValidateConfig
+
+    ocfg = OptimizeConfig(input_shapes=shapes)
+    if precision == "fp32":
+        return optimize_model(raw, out, ocfg)[0].path
+    extra = {"calib_cache": out.parent / f"{precision}.calib.json", "calib_data": calib_data} \
+        if precision == "int8" else {}
+    return lower_precision(raw, out, ocfg, PrecisionConfig(mode=precision, **extra), ValidateConfig())[0].path
 
 
 @contextlib.contextmanager

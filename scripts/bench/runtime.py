@@ -78,34 +78,6 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[:200]}"
 
 
-def engine_variants(precisions: list[str]) -> list[tuple[str, str, object]]:
-    """(column name, precision, BuildConfig) for every available backend and precision; onnxruntime twice."""
-    from compiler.backends import REGISTRY
-    from compiler.config import BuildConfig
-
-    variants = []
-    for name, backend in REGISTRY.items():
-        if not backend.availability()[0]:
-            continue
-        builds = ("native", "portable") if name == "onnxruntime" else (None,)
-        for build in builds:
-            cfg = BuildConfig(backend=name, **({"ort_build": build} if build else {}))
-            variants += [(f"ours {name}{' ' + build if build else ''} {p}", p, cfg) for p in precisions]
-    return variants
-
-
-def lowered_graph(raw: Path, shapes: dict, precision: str, out: Path) -> Path:
-    """Our passes at ``shapes`` and, below fp32, the precision stage: the ONNX graph the engine is built from."""
-    from compiler.api import lower_precision, optimize_model
-    from compiler.config import OptimizeConfig, PrecisionConfig, ValidateConfig
-
-    ocfg = OptimizeConfig(input_shapes=shapes)
-    if precision == "fp32":
-        return optimize_model(raw, out, ocfg)[0].path
-    extra = {"calib_cache": out.parent / f"{precision}.calib.json"} if precision == "int8" else {}
-    return lower_precision(raw, out, ocfg, PrecisionConfig(mode=precision, **extra), ValidateConfig())[0].path
-
-
 def our_columns(raw: Path, feeds: dict, precisions: list[str], workdir: Path) -> list[Column]:
     """One column per engine variant; each batch size gets its own engine, built for that feed's shapes."""
     from compiler.api import build_engine
@@ -113,7 +85,7 @@ def our_columns(raw: Path, feeds: dict, precisions: list[str], workdir: Path) ->
 
     graphs: dict = {}
     columns = []
-    for name, prec, cfg in engine_variants(precisions):
+    for name, prec, cfg in benchlib.engine_variants(precisions):
         col = Column(name, prec, ours=True)
         columns.append(col)
         for batch, feed in feeds.items():
@@ -122,7 +94,7 @@ def our_columns(raw: Path, feeds: dict, precisions: list[str], workdir: Path) ->
             folder.mkdir(parents=True, exist_ok=True)
             try:
                 if (prec, batch) not in graphs:
-                    graphs[prec, batch] = lowered_graph(raw, shapes, prec, folder / f"{prec}.onnx")
+                    graphs[prec, batch] = benchlib.lowered_graph(raw, shapes, prec, folder / f"{prec}.onnx")
                 slug = name.replace(" ", "-")
                 runner = load(build_engine(graphs[prec, batch], folder / f"{slug}.engine", cfg, shapes).path)
                 prepared = prepare_feed(runner.inputs, feed, runner.interface)
