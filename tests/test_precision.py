@@ -86,7 +86,7 @@ def test_each_precision_on_each_fixture(exported, tmp_path, name, mode):
     else:
         has_weighted = bool(quantizable(gs.import_onnx(onnx.load(str(fp32.path)))))
         assert has_weighted == (name in ("cnn_nhwc", "multi_io", "uint8_image", "depth_to_space", "resize_modes",
-                                         "dtypes", "keras_argmax", "small_table", "dynamic_reshape")), name
+                                         "dtypes", "keras_argmax", "small_table", "dynamic_reshape", "digits")), name
         assert bool(result.ops.get("int8")) == has_weighted, result.ops
         if not has_weighted:
             assert result.calibration is None and "no Conv" in result.notices[0]
