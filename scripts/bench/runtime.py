@@ -259,6 +259,7 @@ def print_model(result: dict, tb: int) -> None:
               f"{_cell(b1.get('ratio'), '.2f', 6)}x {_cell(bt.get('samples_per_s'), '.1f', 9)} "
               f"{_cell(bt.get('ratio'), '.2f', 8)}x {_cell(c['max_err_vs_tf'], '.1e', 9)}  {verdict}"
               + (f"  ({c['error']})" if c["error"] else ""))
+    sys.stdout.flush()  # a long run shows each model as it finishes, also when stdout is a file
 
 
 def print_summary(results: list[dict], tb: int) -> None:
