@@ -7,7 +7,8 @@ and why. A new backend (OpenVINO next) is one module here and one line in each l
 and ``runtime.load`` go through the registry and name no backend.
 
 ``tensorrt`` builds a TensorRT plan through Polygraphy's loaders (needs TensorRT and an NVIDIA GPU);
-``onnxruntime`` writes a pre-optimized ORT-format model that runs anywhere, and runs plain ONNX models as written.
+``onnxruntime`` writes a pre-optimized ORT-format model (native: tuned to this CPU and onnxruntime version; portable:
+runs anywhere), and runs plain ONNX models as written.
 """
 from __future__ import annotations
 
