@@ -15,9 +15,9 @@ import traceback
 from pathlib import Path
 
 from . import __version__
-from .config import (BACKENDS, CALIB_METHODS, CPU_MODES, HARDWARE_COMPATIBILITY, PRECISIONS, PROFILE_STRATEGIES, BuildConfig,
-                     CompileConfig, ExportConfig, OptimizeConfig, PrecisionConfig, ValidateConfig,
-                     check_tolerances, parse_names, parse_ranges, parse_shapes)
+from .config import (BACKENDS, CALIB_METHODS, CPU_MODES, HARDWARE_COMPATIBILITY, ORT_BUILDS, PRECISIONS,
+                     PROFILE_STRATEGIES, BuildConfig, CompileConfig, ExportConfig, OptimizeConfig, PrecisionConfig,
+                     ValidateConfig, check_tolerances, parse_names, parse_ranges, parse_shapes)
 from .artifacts import check_writable, refuse_replacing_inputs, remove_leftovers, scratch_dir
 from .errors import CompilerError, ConfigError, InternalError, Terminated, interruption, out_of_memory
 from .common.index_ranges import index_ranges
@@ -94,6 +94,9 @@ def _build_flags(p):
     g.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="auto: TensorRT when it and a GPU are present, else OpenVINO (CPU), else onnxruntime (CPU)")
     g.add_argument("--workspace", type=int, metavar="MiB", help="TensorRT workspace memory pool limit")
+    g.add_argument("--ort-build", choices=ORT_BUILDS, default="native",
+                   help="onnxruntime artifact: native (default; every optimization for this CPU, runs only on "
+                        "this CPU's instruction set with this onnxruntime version) or portable (any CPU)")
     o = p.add_argument_group("OpenVINO engine (ignored, with a notice, by the other backends)")
     o.add_argument("--cpu-mode", choices=CPU_MODES, default="latency",
                    help="latency: one request at a time, fastest each (default); throughput: parallel streams")
@@ -128,7 +131,7 @@ def _build_flags(p):
 def _build_cfg(a, backend: str | None = None) -> BuildConfig:
     from .profiles import parse_profiles
 
-    return BuildConfig(backend=backend or a.backend, workspace_mib=a.workspace,
+    return BuildConfig(backend=backend or a.backend, ort_build=a.ort_build, workspace_mib=a.workspace,
                        profiles=parse_profiles(a.min_shapes, a.opt_shapes, a.max_shapes),
                        profile_strategy=a.profile_strategy, profile_data=a.profile_data,
                        timing_cache=a.timing_cache, builder_opt_level=a.builder_opt_level,
@@ -617,6 +620,10 @@ def cmd_build(a) -> int:
 
 def _print_engine(summary: dict) -> None:
     """The engine's summary (TF-TRT's ``summary()``): profiles, IO, layers and their precisions."""
+    if summary.get("ort_build"):
+        print(f"onnxruntime {summary['ort_build']} build (level {summary.get('optimization_level')}; "
+              f"onnxruntime {summary.get('onnxruntime')}, CPU {', '.join(summary.get('isa', ())) or 'unknown'}): "
+              f"{summary.get('portability')}")
     print(f"profiles: {summary.get('profile_source')}")
     for i, p in enumerate(summary.get("profiles", [])):
         print(f"  profile {i}: " + "; ".join(f"{n}: {'x'.join(map(str, s['min']))} / {'x'.join(map(str, s['opt']))}"
@@ -634,6 +641,8 @@ def _print_engine(summary: dict) -> None:
         print("layer precisions: " + ", ".join(f"{k} {v}" for k, v in summary["layer_precisions"].items()))
     if summary.get("ignored_options"):
         print(f"NOTICE: options ignored by this backend: {', '.join(summary['ignored_options'])}")
+    if summary.get("precision_notice"):
+        print(f"WARNING: {summary['precision_notice']}")
 
 
 def cmd_validate(a) -> int:

@@ -158,14 +158,19 @@ INFERENCE_PRECISIONS = ("f32", "bf16")  # OpenVINO's INFERENCE_PRECISION_HINT, a
 
 HARDWARE_COMPATIBILITY = ("none", "ampere+", "same-compute-capability")
 PROFILE_STRATEGIES = ("range", "optimal", "range+optimal")  # TF-TRT's; see compiler/profiles.py
+# The onnxruntime backend's artifact: native = every optimization onnxruntime has for this CPU (its NCHWc
+# layout kernels), tied to this CPU's instruction set and this onnxruntime version, like a TensorRT plan to
+# its GPU; portable = the fusions valid on any CPU, for any onnxruntime that reads the ORT format.
+ORT_BUILDS = ("native", "portable")
 
 
 @dataclass(frozen=True)
 class BuildConfig:
-    """How the engine is built: ``backend``, the TensorRT options, and OpenVINO's (``cpu_mode``, ``cpu_threads``,
-    ``inference_precision``; see README, Backends)."""
+    """How the engine is built: ``backend``; ``ort_build`` for the onnxruntime backend; OpenVINO's (``cpu_mode``,
+    ``cpu_threads``, ``inference_precision``); the rest TensorRT only (see README, Backends)."""
 
     backend: str = "auto"
+    ort_build: str = "native"  # onnxruntime artifact: native (this CPU, this onnxruntime) | portable
     workspace_mib: int | None = None  # TensorRT memory pool limit
     profiles: tuple = ()  # explicit ShapeProfiles (--min/--opt/--max-shapes), in the engine's interface
     profile_strategy: str | None = None  # derive profiles from --profile-data samples: range|optimal|range+optimal
@@ -183,6 +188,8 @@ class BuildConfig:
     def __post_init__(self):
         if self.backend not in BACKENDS:
             raise ConfigError(f"unknown backend '{self.backend}'", f"use one of {', '.join(BACKENDS)}")
+        if self.ort_build not in ORT_BUILDS:
+            raise ConfigError(f"unknown onnxruntime build '{self.ort_build}'", f"use one of {', '.join(ORT_BUILDS)}")
         if self.workspace_mib is not None and self.workspace_mib < 1:
             raise ConfigError(f"--workspace must be at least 1 MiB, not {self.workspace_mib}", "give a size in MiB")
         if self.builder_opt_level is not None and not 0 <= self.builder_opt_level <= 5:

@@ -33,6 +33,8 @@ COMPILABLE = {
     "small_table": [],
     "dynamic_reshape": [],
     "shared_const_cast": [],
+    # A CNN trained on scikit-learn's digits, with held-out images and labels (fixtures/digits_data.npz).
+    "digits": [],
 }
 
 

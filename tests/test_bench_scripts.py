@@ -119,20 +119,36 @@ def test_precision_benchmark_on_one_fixture(tmp_path):
 
 
 def test_runtime_benchmark_on_one_fixture(tmp_path):
-    """The artifact, TensorFlow and onnxruntime on the export are timed side by side and give the same outputs."""
+    """Every column of the side-by-side table: our engine per available backend (onnxruntime native and
+    portable) x precision, onnxruntime's default session and OpenVINO on the raw export, TensorFlow; p50/p90 at
+    batch 1, throughput at batch 16, ratios against onnxruntime default, outputs checked against TensorFlow."""
+    from compiler.config import PRECISIONS
+
     out = tmp_path / "runtime.json"
-    proc = subprocess.run([sys.executable, "scripts/bench/runtime.py", "--fixtures", "cnn_nhwc", "--runs", "1",
-                           "--iterations", "5", "--warmup", "1", "--json", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    (model,) = json.loads(out.read_text())
-    rows = {r["runner"]: r for r in model["rows"]}
-    assert set(rows) == {"ours", "tensorflow", "ort-onnx"}
-    assert rows["tensorflow"]["ratio_to_tensorflow"] == 1.0
-    assert all(r["outputs_agree"] and r["median_p50_ms"] > 0 for r in rows.values())
-    for name in rows:
-        assert re.search(rf"^{name}\s+[\d.]+\s+[\d.]+\s+[\d.]+x\s+[\d.]+x\s+agree$", proc.stdout, re.M), proc.stdout
-    assert rows["ort-onnx"]["ratio_to_ort_onnx"] == 1.0 and model["backends"]["ours"] == resolve_backend("auto")[0]
+    proc = subprocess.run([sys.executable, "scripts/bench/runtime.py", "--models", "cnn_nhwc", "--runs", "2",
+                           "--iterations", "3", "--warmup", "1", "--json", str(out), "--workdir", str(tmp_path / "w")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    (model,) = json.loads(out.read_text())["models"]
+    cols = {c["column"]: c for c in model["columns"]}
+    ours = [f"ours onnxruntime {build} {p}" for build in ("native", "portable") for p in PRECISIONS]
+    assert set(ours) <= set(cols)
+    assert {"ort-default (raw)", "openvino f32 (raw)", "tensorflow"} <= set(cols)
+    assert model["batches"] == [1, 16] and model["shapes"]["16"] == {"image": [16, 32, 32, 3]}
+    assert cols["ort-default (raw)"]["b1"]["ratio"] == 1.0 and cols["ort-default (raw)"]["b16"]["ratio"] == 1.0
+    for name in ours + ["ort-default (raw)", "tensorflow"]:
+        c = cols[name]
+        assert c["error"] is None and c["outputs_agree"] is True, c
+        assert len(c["b1"]["runs_p50_ms"]) == 2 and c["b1"]["p90_ms"] >= c["b1"]["p50_ms"] > 0, c
+        assert c["b16"]["samples_per_s"] > 0 and c["b1"]["ratio"] > 0, c
+        # column, p50, p90, ratio, b16/s, b16 ratio, max err, outputs
+        row = re.search(rf"^{re.escape(name)}\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x\s+([\d.]+)\s+([\d.]+)x\s+(\S+)\s+ok$",
+                        proc.stdout, re.M)
+        assert row and float(row[3]) == round(c["b1"]["ratio"], 2), (name, proc.stdout[-3000:])
+    assert cols["tensorflow"]["max_err_vs_tf"] == 0
+    assert cols["ours onnxruntime native int8"]["max_err_vs_tf"] > 0  # int8 really ran quantized
+    summary = proc.stdout[proc.stdout.index("summary: time / ort-default (raw) time"):]
+    assert re.search(r"^\| cnn_nhwc \| 1\.00 \(1\.00\) \|", summary, re.M), summary
 
 
 def test_batch_benchmark_on_one_fixture(tmp_path):
@@ -181,3 +197,23 @@ def test_compile_vs_tf2onnx_prints_stage_peaks_and_ratios(tmp_path):
         assert {"inspect", "export", "optimize", "build", "validate"} <= set(stages)
         assert all(s["median_peak_rss_mb"] > 100 for s in stages.values())
         assert result["ratios_compile_over_tf2onnx"]["median_peak_rss_mib"] > 0
+
+
+def test_accuracy_on_real_digits(tmp_path):
+    """The digits CNN on its 360 committed held-out images: every engine's fp32 top-1 equals TensorFlow's, and
+    int8 (calibrated on 64 real training images) is within 1 point of fp32 on every backend."""
+    out = tmp_path / "accuracy.json"
+    proc = subprocess.run([sys.executable, "scripts/bench/accuracy.py", "--json", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert data["tensorflow_accuracy"] > 0.9  # a trained model, not a random one
+    rows = {r["engine"]: r for r in data["rows"]}
+    assert {"ours onnxruntime native int8", "ours onnxruntime portable fp32"} <= set(rows)
+    for r in rows.values():
+        assert r["error"] is None, r
+        if r["precision"] == "fp32":
+            assert r["accuracy"] == data["tensorflow_accuracy"] and r["agreement_with_fp32"] == 1.0, r
+        else:
+            assert r["points_vs_fp32"] >= -1.0 and r["agreement_with_fp32"] >= 0.97, r
+        assert re.search(rf"^{re.escape(r['engine'])}\s+{r['accuracy'] * 100:.2f}%", proc.stdout, re.M), r

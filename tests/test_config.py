@@ -57,3 +57,12 @@ def test_choose_signature_rules():
         choose_signature([], None)
     with pytest.raises(InspectError, match="'c' not found; available signatures: a, b"):
         choose_signature(["a", "b"], "c")
+
+
+def test_ort_build_setting():
+    from compiler.config import ORT_BUILDS, BuildConfig
+
+    assert BuildConfig().ort_build == "native" and ORT_BUILDS == ("native", "portable")
+    with pytest.raises(ConfigError, match="unknown onnxruntime build 'fast'") as e:
+        BuildConfig(ort_build="fast")
+    assert "native, portable" in e.value.one_line()

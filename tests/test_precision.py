@@ -89,7 +89,7 @@ def test_each_precision_on_each_fixture(exported, tmp_path, name, mode):
     else:
         has_weighted = bool(quantizable(gs.import_onnx(onnx.load(str(fp32.path)))))
         assert has_weighted == (name in ("cnn_nhwc", "multi_io", "uint8_image", "depth_to_space", "resize_modes",
-                                         "dtypes", "keras_argmax", "small_table", "dynamic_reshape")), name
+                                         "dtypes", "keras_argmax", "small_table", "dynamic_reshape", "digits")), name
         assert bool(result.ops.get("int8")) == has_weighted, result.ops
         if not has_weighted:
             assert result.calibration is None and "no Conv" in result.notices[0]
@@ -427,6 +427,13 @@ def test_compile_every_fixture_at_each_precision(capsys, tmp_path, name, mode):
     assert report["precision"]["tolerances"] == {"atol": atol, "rtol": rtol}
     if mode == "bf16":  # onnxruntime has no bfloat16 kernels: its artifact is the storage emulation, and says so
         assert ("bfloat16" in report["engine"]) == bool(report["precision"]["ops"].get("bf16")), report["engine"]
+    # int8 on onnxruntime does not pay off (compiler/backends/onnxruntime.py): where the graph has Q/DQ nodes (a
+    # fixture without Conv/MatMul/Gemm gets none), the report, the summary and the printed warning say so
+    quantized = mode == "int8" and "QuantizeLinear" in report["graph"][mode]["ops"]
+    said = [n for n in report["notices"] if "int8 on the onnxruntime backend is for checking accuracy" in n]
+    assert len(said) == quantized and ("WARNING: " + said[0] in stdout if said else True)
+    assert ("precision_notice" in report["engine"]) == quantized
+
 
 
 # ---------------------------------------------------------------- bf16 on the fixtures (pass level: tests/test_bf16.py)

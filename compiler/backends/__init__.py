@@ -8,7 +8,8 @@ and why. A new backend is one module here and one line in each list: the pipelin
 
 ``tensorrt`` builds a TensorRT plan through Polygraphy's loaders (needs TensorRT and an NVIDIA GPU);
 ``openvino`` compiles the model for this CPU with OpenVINO and exports the compiled blob (needs openvino);
-``onnxruntime`` writes a pre-optimized ORT-format model that runs anywhere, and runs plain ONNX models as written.
+``onnxruntime`` writes a pre-optimized ORT-format model (native: tuned to this CPU and onnxruntime version; portable:
+runs anywhere), and runs plain ONNX models as written.
 """
 from __future__ import annotations
 

@@ -99,4 +99,6 @@ def run(state: State) -> State:
     if asked and used and asked != used:
         notices.append(f"OpenVINO was asked for {asked} and runs in {used} on this CPU (it lacks {asked}); the "
                        f"engine summary records both")
+    if engine.summary.get("precision_notice"):  # a backend on which the lowered precision does not pay off
+        notices.append(engine.summary["precision_notice"])
     return state.but(engine=engine, notices=tuple(notices))

@@ -395,13 +395,29 @@ def export_one(name: str, out_dir: Path, meta_path: Path) -> int:
                 "probe_ptp": float(np.ptp(probe))}
         meta_path.write_text(json.dumps(meta))
         return 0
-    except Exception as e:  # one line for the parent's error column; the traceback goes to the log
-        import traceback
+    except Exception as e:
+        return build_failed(e)
 
-        traceback.print_exc()
-        first = str(e).strip().splitlines()
-        print(f"error: build: {type(e).__name__}: {first[0] if first else ''}"[:500], file=sys.stderr)
-        return 1
+
+def read_report(path: Path, notes: list) -> dict | None:
+    """The compile's JSON report at ``path``; None when it is missing or unreadable (said in ``notes``)."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        notes.append(f"unreadable report ({e})")
+        return None
+
+
+def build_failed(e: BaseException) -> int:
+    """A child's failed model build: the traceback to its log, one line for the parent's error column; exit 1."""
+    import traceback
+
+    traceback.print_exc()
+    first = str(e).strip().splitlines()
+    print(f"error: build: {type(e).__name__}: {first[0] if first else ''}"[:500], file=sys.stderr)
+    return 1
 
 
 # --------------------------------------------------------------------------- parent: run and measure
@@ -522,12 +538,7 @@ def survey_one(spec: dict, work: Path, timeout: float, env: dict) -> Result:
     res.exit_code, res.seconds, res.peak_rss_mib = rc, wall, rss
 
     # 3. The report.
-    report = None
-    if report_path.is_file():
-        try:
-            report = json.loads(report_path.read_text())
-        except json.JSONDecodeError as e:
-            res.notes.append(f"unreadable report ({e})")
+    report = read_report(report_path, res.notes)
     if report is None:
         res.error_stage = "compile"
         res.error = (f"compile: timed out after {timeout:.0f} s" if timed_out else
@@ -666,6 +677,21 @@ def select_specs(specs: list[dict], only: str | None, ap) -> list[dict]:
 
 # --------------------------------------------------------------------------- main
 
+def survey_parser(doc: str, timeout: float, children: str) -> argparse.ArgumentParser:
+    """The options both surveys take (this one and keras_hub_coverage.py): --only, --list, --json, --keep and
+    --timeout (default ``timeout`` seconds per child process: ``children``)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=doc)
+    ap.add_argument("--only", metavar="NAME,...", help="run only these models (case-insensitive; see --list)")
+    ap.add_argument("--list", action="store_true", help="list the models of the survey and exit")
+    ap.add_argument("--json", type=Path, metavar="FILE", help="write the per-model results as JSON")
+    ap.add_argument("--keep", type=Path, metavar="DIR",
+                    help="keep each model's SavedModel, ONNX, report and logs under DIR/NAME/")
+    ap.add_argument("--timeout", type=float, default=timeout, metavar="S",
+                    help=f"limit per child process ({children}), seconds (default: {timeout:g})")
+    return ap
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # Internal modes, run as children of the survey (see survey_one, load_specs, _check_onnx).
@@ -679,15 +705,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--check-onnx"] and len(argv) == 2:
         return check_onnx(Path(argv[1]))
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("--only", metavar="NAME,...", help="run only these models (case-insensitive; see --list)")
-    ap.add_argument("--list", action="store_true", help="list the models of the survey and exit")
-    ap.add_argument("--json", type=Path, metavar="FILE", help="write the raw per-model results as JSON")
-    ap.add_argument("--keep", type=Path, metavar="DIR",
-                    help="keep each model's SavedModel, ONNX, report and logs under DIR/NAME/")
-    ap.add_argument("--timeout", type=float, default=1200.0, metavar="S",
-                    help="limit per child process (Keras build, compile), seconds (default: 1200)")
+    ap = survey_parser(__doc__, 1200.0, "Keras build, compile")
     a = ap.parse_args(argv)
     if not hasattr(os, "wait4"):
         ap.error("os.wait4 is not available on this platform (Linux/macOS only)")

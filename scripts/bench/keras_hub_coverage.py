@@ -44,7 +44,6 @@ the survey ran (a measurement, not a gate), 2 for bad arguments, 3 when keras-hu
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -290,12 +289,7 @@ def export_one(name: str, out_dir: Path, meta_path: Path) -> int:
         meta_path.write_text(json.dumps({"params": int(model.count_params()), "batchnorm_layers": n_bn}))
         return 0
     except Exception as e:  # one line for the parent's error column; the traceback goes to the log
-        import traceback
-
-        traceback.print_exc()
-        first = str(e).strip().splitlines()
-        print(f"error: build: {type(e).__name__}: {first[0] if first else ''}"[:500], file=sys.stderr)
-        return 1
+        return kc.build_failed(e)
 
 
 def ort_loads(path: Path) -> int:
@@ -371,12 +365,7 @@ def _tf2onnx_alone(sm_dir: Path, work: Path, timeout: float, env: dict) -> tuple
 
 
 def _read_report(res: Result, report_path: Path, rc: int, work: Path) -> None:
-    report = None
-    if report_path.is_file():
-        try:
-            report = json.loads(report_path.read_text())
-        except json.JSONDecodeError as e:
-            res.notes.append(f"unreadable report ({e})")
+    report = kc.read_report(report_path, res.notes)
     if report is None:
         res.error_stage = "compile"
         res.error = f"no report (exit {rc}): {kc._last_error_line(work / 'compile.err')}"
@@ -499,20 +488,13 @@ def main(argv: list[str] | None = None) -> int:
         return discover()
     if argv[:1] == ["--ort-load"] and len(argv) == 2:
         return ort_loads(Path(argv[1]))
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("--only", metavar="NAME,...", help="run only these models (case-insensitive; see --list)")
-    ap.add_argument("--list", action="store_true", help="list the models and exit")
-    ap.add_argument("--json", type=Path, metavar="FILE", help="write the per-model results as JSON")
+    ap = kc.survey_parser(__doc__, 600.0, "build, compile, check-trt, tf2onnx")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown (for the README)")
-    ap.add_argument("--keep", type=Path, metavar="DIR", help="keep each model's files and logs under DIR/NAME/")
     ap.add_argument("--reuse", type=Path, metavar="DIR",
                     help="take each model's SavedModel from an earlier --keep DIR instead of building it again")
     ap.add_argument("--peer-from", type=Path, metavar="JSON",
                     help="take the tf2onnx-alone columns from an earlier --json (they do not depend on this code)")
     ap.add_argument("--no-peer", action="store_true", help="do not run tf2onnx alone (its columns show -)")
-    ap.add_argument("--timeout", type=float, default=600.0, metavar="S",
-                    help="limit per child process (build, compile, check-trt, tf2onnx), seconds (default: 600)")
     a = ap.parse_args(argv)
     if _keras_hub_missing():
         print("error: survey: keras-hub is not installed; fix: pip install -e .[coverage]", file=sys.stderr)

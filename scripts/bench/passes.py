@@ -75,14 +75,14 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
 import shlex  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
+
+from scripts.bench import benchlib  # noqa: E402
+from scripts.bench.benchlib import BadInput, Model, Shapes  # noqa: E402
 
 TOOLS = ("ours", "onnxslim", "polygraphy")
 PEERS = ("onnxslim", "polygraphy")
@@ -91,11 +91,6 @@ VERSIONED_PACKAGES = ("tf2trt-compiler", "onnx", "onnx-graphsurgeon", "onnxrunti
 ATOL, RTOL = 1e-4, 1e-3  # compiler.config.DEFAULT_TOLERANCES["validate"]
 TAIL_LINES = 30
 
-Shapes = dict[str, tuple[int, ...]]
-
-
-class BadInput(Exception):
-    """A model or setting the benchmark cannot use; the message says why and what to do (exit status 2)."""
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -170,13 +165,6 @@ def _child(tool: str, src: str, dst: str, shapes_json: str, result_path: str) ->
 # The parent: models, runs, checks, table.
 
 @dataclass
-class Model:
-    name: str
-    onnx: Path
-    shapes: Shapes
-
-
-@dataclass
 class ToolResult:
     tool: str
     seconds: list[float] = field(default_factory=list)  # the timed call, one per run
@@ -192,12 +180,6 @@ class ToolResult:
     @property
     def median_s(self) -> float | None:
         return statistics.median(self.seconds) if self.seconds else None
-
-
-def versions() -> dict[str, str]:
-    from compiler.report import versions as installed
-
-    return {pkg: v or "not installed" for pkg, v in installed(VERSIONED_PACKAGES).items()}
 
 
 def count_nodes(model) -> tuple[int, int]:
@@ -432,21 +414,11 @@ def print_row_table(row: dict) -> None:
 def fixture_models(names: list[str], workdir: Path, batch: int) -> list[Model]:
     import onnx
 
-    from compiler.api import export_model
-    from tests.conftest import COMPILABLE, FIXTURES, fixture_input_shapes
-
-    unknown = sorted(set(names) - set(COMPILABLE))
-    if unknown:
-        raise BadInput(f"unknown fixture(s) {', '.join(unknown)}; fix: choose from {', '.join(COMPILABLE)}")
     models = []
-    for name in names:
-        given: Shapes = fixture_input_shapes(name)
-        print(f"exporting fixture {name} ...", flush=True)
-        path = export_model(FIXTURES / name, workdir / f"{name}.onnx").path
-        model = onnx.load(str(path))
-        inputs = {vi.name for vi in model.graph.input}
-        models.append(Model(name, path, resolve_shapes(model, {k: v for k, v in given.items() if k in inputs},
-                                                       batch, name)))
+    for name, path, given in benchlib.export_fixtures(names, workdir):
+        inputs = {vi.name for vi in onnx.load(str(path)).graph.input}
+        models.append(Model(name, path, resolve_shapes(onnx.load(str(path)),
+                                                       {k: v for k, v in given.items() if k in inputs}, batch, name)))
     return models
 
 
@@ -477,23 +449,17 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="*", type=Path, help="extra models: .onnx files or SavedModel directories")
     ap.add_argument("--runs", type=int, default=3, help="timed runs per tool and model (default: 3)")
-    ap.add_argument("--fixtures", metavar="A,B", help="only these compilable fixtures (default: all of them)")
-    ap.add_argument("--no-fixtures", action="store_true", help="no fixtures, only --mobilenet and MODEL arguments")
+    benchlib.model_args(ap, "--mobilenet and MODEL arguments")
     ap.add_argument("--mobilenet", type=Path, metavar="DIR",
                     help="also a random-weight Keras MobileNetV2 SavedModel at DIR (made there if missing)")
     ap.add_argument("--input-shapes", metavar="NAME:DxD,...", help="shapes for the MODEL arguments' inputs")
     ap.add_argument("--batch", type=int, default=1, help="size for a dynamic batch dimension (default: 1)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the check's random inputs (default: 0)")
     ap.add_argument("--timeout", type=float, default=600, help="seconds one run may take (default: 600)")
-    ap.add_argument("--json", type=Path, metavar="FILE", help="write the rows, versions and settings as JSON")
-    ap.add_argument("--workdir", type=Path, metavar="DIR", help="keep exports and outputs here (default: a temp dir)")
     a = ap.parse_args(argv)
-    if a.runs < 1:
-        ap.error("--runs must be at least 1")
     if a.batch < 1:
         ap.error("--batch must be at least 1")
-    if a.no_fixtures and a.fixtures:
-        ap.error("--fixtures and --no-fixtures contradict each other")
+    env = benchlib.checked_args(ap, a)
     from compiler.config import parse_shapes
     from compiler.errors import ConfigError
 
@@ -501,28 +467,14 @@ def main(argv: list[str] | None = None) -> int:
         given = parse_shapes(a.input_shapes)
     except ConfigError as e:
         ap.error(str(e))
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)  # fail now, not after minutes of runs
+    meta = benchlib.header(VERSIONED_PACKAGES, f"{a.runs} runs per tool, each a fresh process, timing the call "
+                                               "alone (imports excluded)")
 
-    env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the exports run in this process
-    vers = versions()
-    print(f"versions: {', '.join(f'{k} {v}' for k, v in vers.items())}")
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs; {a.runs} runs per tool, each a fresh process, "
-          "timing the call alone (imports excluded)")
-
-    with tempfile.TemporaryDirectory(prefix="bench-passes-") as tmp:
-        workdir = a.workdir.resolve() if a.workdir else Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "exported").mkdir(exist_ok=True)
+    with benchlib.workspace(a.workdir, "bench-passes-") as workdir:
         models: list[Model] = []
         try:
             if not a.no_fixtures:
-                from tests.conftest import COMPILABLE
-
-                names = [n.strip() for n in a.fixtures.split(",") if n.strip()] if a.fixtures else list(COMPILABLE)
-                models += fixture_models(names, workdir / "exported", a.batch)
+                models += fixture_models(benchlib.fixture_names(a.fixtures), workdir / "exported", a.batch)
             if a.mobilenet:
                 if not a.mobilenet.exists():
                     print(f"making MobileNetV2 at {a.mobilenet} ...", flush=True)
@@ -552,19 +504,11 @@ def main(argv: list[str] | None = None) -> int:
                  if r["tools"][t]["error"] or not r["tools"][t]["outputs_ok"]]
     if peers_bad:
         print(f"\nnote: peer failures or mismatches (results, not benchmark errors): {', '.join(peers_bad)}")
-    if a.json:
-        a.json.write_text(json.dumps({
-            "runs_per_tool": a.runs, "seed": a.seed, "tolerance": {"atol": ATOL, "rtol": RTOL},
-            "timing": "per run a fresh process; seconds = the tool's call alone (imports excluded), "
-                      "process_s = the whole child",
-            "versions": vers, "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
-            "rows": rows,
-        }, indent=2) + "\n")
-        print(f"json: {a.json}")
-    if ours_bad:
-        print(f"\nFAILED: our passes failed or changed the outputs on: {', '.join(ours_bad)}", file=sys.stderr)
-        return 1
-    return 0
+    return benchlib.finish(a.json, {
+        "runs_per_tool": a.runs, "seed": a.seed, "tolerance": {"atol": ATOL, "rtol": RTOL},
+        "timing": "per run a fresh process; seconds = the tool's call alone (imports excluded), "
+                  "process_s = the whole child",
+        **meta, "rows": rows}, ours_bad, "our passes failed or changed the outputs on")
 
 
 if __name__ == "__main__":

@@ -92,15 +92,14 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(REPO_ROOT)
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import math  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
+
+from scripts.bench import benchlib  # noqa: E402
+from scripts.bench.benchlib import BadInput, Model, Shapes  # noqa: E402
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 LOWERED = PRECISIONS[1:]
@@ -109,18 +108,6 @@ RUN_SECONDS = 0.2  # a timed run lasts at least about this long
 WARMUP_CALLS = 3
 NO_QUANTIZE = "no Conv/MatMul/Gemm to quantize"
 
-Shapes = dict[str, tuple[int, ...]]
-
-
-class BadInput(Exception):
-    """A model or setting the benchmark cannot use (exit status 2)."""
-
-
-@dataclass
-class Model:
-    name: str
-    onnx: Path
-    shapes: Shapes
 
 
 @dataclass
@@ -182,20 +169,8 @@ def _shapes_of(path: Path, given: Shapes, label: str) -> Shapes:
 
 
 def fixture_models(names: list[str], workdir: Path) -> list[Model]:
-
-    from compiler.api import export_model
-    from tests.conftest import COMPILABLE, FIXTURES, fixture_input_shapes
-
-    unknown = sorted(set(names) - set(COMPILABLE))
-    if unknown:
-        raise BadInput(f"unknown fixture(s) {', '.join(unknown)}; fix: choose from {', '.join(COMPILABLE)}")
-    models = []
-    for name in names:
-        given: Shapes = fixture_input_shapes(name)
-        print(f"exporting fixture {name} ...", flush=True)
-        path = export_model(FIXTURES / name, workdir / f"{name}.onnx").path
-        models.append(Model(name, path, _shapes_of(path, given, name)))
-    return models
+    return [Model(name, path, _shapes_of(path, given, name))
+            for name, path, given in benchlib.export_fixtures(names, workdir)]
 
 
 def mobilenet_model(saved_model: Path, workdir: Path, env: dict) -> Model:
@@ -490,8 +465,7 @@ def _finite(v):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--fixtures", metavar="A,B", help="only these compilable fixtures (default: all of them)")
-    ap.add_argument("--no-fixtures", action="store_true", help="no fixtures, only MobileNetV2")
+    benchlib.model_args(ap, "MobileNetV2")
     ap.add_argument("--mobilenet", type=Path, metavar="DIR",
                     help="the random-weight Keras MobileNetV2 SavedModel at DIR (made there if missing; "
                          "default: made in the work directory)")
@@ -500,45 +474,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=64, help="random inputs the error is measured on (default: 64)")
     ap.add_argument("--seed", type=int, default=1,
                     help="seed of those inputs (default: 1; INT8 calibration uses seed 0)")
-    ap.add_argument("--json", type=Path, metavar="FILE", help="write every row, the versions and settings as JSON")
-    ap.add_argument("--workdir", type=Path, metavar="DIR", help="keep exports and graphs here (default: a temp dir)")
     a = ap.parse_args(argv)
-    if a.runs < 1:
-        ap.error("--runs must be at least 1")
     if a.samples < 1:
         ap.error("--samples must be at least 1")
-    if a.no_fixtures and a.fixtures:
-        ap.error("--fixtures and --no-fixtures contradict each other")
+    env = benchlib.checked_args(ap, a)
     if a.no_mobilenet and a.mobilenet:
         ap.error("--mobilenet and --no-mobilenet contradict each other")
     if a.no_fixtures and a.no_mobilenet:
         ap.error("no models: drop --no-fixtures or --no-mobilenet")
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)  # fail now, not after minutes of runs
-
-    env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the exports run in this process
     from compiler.config import PRECISION_TOLERANCES
-    from compiler.report import versions as installed
 
-    vers = {k: v or "not installed" for k, v in installed(VERSIONED_PACKAGES).items()}
-    print(f"versions: {', '.join(f'{k} {v}' for k, v in vers.items())}")
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs; latency: onnxruntime CPUExecutionProvider, "
-          f"default session options (graph optimizations ON, default threads), {a.runs} run(s) of >= "
-          f"{RUN_SECONDS:g} s each; error: {a.samples} random samples (seed {a.seed}), graphs run as written")
+    meta = benchlib.header(VERSIONED_PACKAGES, f"latency: onnxruntime CPUExecutionProvider, default session "
+                                               f"options (graph optimizations ON, default threads), {a.runs} run(s) "
+                                               f"of >= {RUN_SECONDS:g} s each; error: {a.samples} random samples "
+                                               f"(seed {a.seed}), graphs run as written")
 
-    with tempfile.TemporaryDirectory(prefix="bench-precision-") as tmp:
-        workdir = a.workdir.resolve() if a.workdir else Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "exported").mkdir(exist_ok=True)
+    with benchlib.workspace(a.workdir, "bench-precision-") as workdir:
         models: list[Model] = []
         try:
             if not a.no_fixtures:
-                from tests.conftest import COMPILABLE
-
-                names = [n.strip() for n in a.fixtures.split(",") if n.strip()] if a.fixtures else list(COMPILABLE)
-                models += fixture_models(names, workdir / "exported")
+                models += fixture_models(benchlib.fixture_names(a.fixtures), workdir / "exported")
             if not a.no_mobilenet:
                 saved = (a.mobilenet or workdir / "mobilenetv2").resolve()
                 models.append(mobilenet_model(saved, workdir / "exported", env))
@@ -570,24 +525,17 @@ def main(argv: list[str] | None = None) -> int:
     outside = [f"{r.model} {r.precision}" for r in all_rows if r.within_tolerance is False]
     if outside:
         print(f"\nnote: outside the documented tolerance (a result, not a benchmark error): {', '.join(outside)}")
-    if a.json:
-        a.json.write_text(json.dumps({
-            "runs": a.runs, "samples": a.samples, "seed": a.seed, "run_seconds": RUN_SECONDS,
-            "tolerances": {p: {"atol": t[0], "rtol": t[1]} for p, t in PRECISION_TOLERANCES.items()},
-            "timing": "onnxruntime CPUExecutionProvider, default session options (graph optimizations on); "
-                      "each run = mean of calls_per_run session.run calls on one input; ms per call",
-            "error": "every graph run as written (graph optimizations off) on seeded random samples, vs fp32",
-            "int8_calibration": "random data (seeded, 32 samples), minmax",
-            "versions": vers, "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
-            "models": [{"model": m.name, "input_shapes": {k: list(v) for k, v in m.shapes.items()}}
-                       for m, _ in results],
-            "rows": [{k: _finite(v) for k, v in asdict(r).items()} for r in all_rows],
-        }, indent=2) + "\n")
-        print(f"json: {a.json}")
-    if failed:
-        print(f"\nFAILED: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return benchlib.finish(a.json, {
+        "runs": a.runs, "samples": a.samples, "seed": a.seed, "run_seconds": RUN_SECONDS,
+        "tolerances": {p: {"atol": t[0], "rtol": t[1]} for p, t in PRECISION_TOLERANCES.items()},
+        "timing": "onnxruntime CPUExecutionProvider, default session options (graph optimizations on); "
+                  "each run = mean of calls_per_run session.run calls on one input; ms per call",
+        "error": "every graph run as written (graph optimizations off) on seeded random samples, vs fp32",
+        "int8_calibration": "random data (seeded, 32 samples), minmax",
+        **meta,
+        "models": [{"model": m.name, "input_shapes": {k: list(v) for k, v in m.shapes.items()}}
+                   for m, _ in results],
+        "rows": [{k: _finite(v) for k, v in asdict(r).items()} for r in all_rows]}, failed, "making or running")
 
 
 if __name__ == "__main__":
