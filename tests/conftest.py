@@ -139,3 +139,16 @@ def chromium() -> str:
         if found:
             return found
     pytest.skip("chromium is not installed and apt-get could not install it: " + " | ".join(log))
+
+
+def assert_outputs_match(got: dict, expected: dict, atol: float = 1e-4, rtol: float = 1e-3):
+    """``got`` has exactly ``expected``'s outputs, with their shapes; integers and booleans equal, floats within
+    ``atol``/``rtol`` (default: the tf→onnx seam's tolerance, for goldens recorded from TensorFlow)."""
+    assert set(got) == set(expected)
+    for name, want in expected.items():
+        have = np.asarray(got[name])
+        assert have.shape == want.shape, name
+        if want.dtype.kind in "iub":
+            np.testing.assert_array_equal(have, want, err_msg=name)
+        else:
+            np.testing.assert_allclose(have.astype(np.float64), want, atol=atol, rtol=rtol, err_msg=name)

@@ -16,7 +16,7 @@ from compiler.backends import AUTO_ORDER, openvino as ov_backend, resolve_backen
 from compiler.config import BuildConfig
 from compiler.errors import RunError
 from compiler.runtime import benchmark, detect_format, load
-from tests.conftest import COMPILABLE, FIXTURES, golden, run_cli, tensorrt_available
+from tests.conftest import COMPILABLE, FIXTURES, assert_outputs_match, golden, run_cli, tensorrt_available
 
 sys.path.insert(0, str(Path(__file__).parent / "bad_inputs"))
 from corpus import assert_clean_failure, cli  # noqa: E402  (the fault corpus's helpers)
@@ -60,15 +60,8 @@ def cnn_onnx(cnn_build) -> Path:
     return cnn_build[1]
 
 
-def _assert_matches(got: dict, expected: dict):
-    assert set(got) == set(expected)
-    for name, want in expected.items():
-        have = np.asarray(got[name])
-        assert have.shape == want.shape, name
-        if want.dtype.kind in "iub":
-            np.testing.assert_array_equal(have, want, err_msg=name)
-        else:
-            np.testing.assert_allclose(have.astype(np.float64), want, atol=ATOL, rtol=RTOL, err_msg=name)
+def _assert_matches(got: dict, expected: dict, atol=ATOL, rtol=RTOL):
+    assert_outputs_match(got, expected, atol, rtol)
 
 
 @pytest.mark.parametrize("name", sorted(COMPILABLE))

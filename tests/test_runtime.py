@@ -11,7 +11,8 @@ from compiler.errors import ConfigError, RunError
 from compiler.interface import Interface
 from compiler.runtime import (ONNX_MODEL, ORT_FORMAT, TENSORRT_PLAN, BenchResult, benchmark, detect_format, load,
                               prepare_feed, run)
-from tests.conftest import COMPILABLE, FIXTURES, GOLDEN, golden, ort_run, run_cli, tensorrt_available
+from tests.conftest import (COMPILABLE, FIXTURES, GOLDEN, assert_outputs_match, golden, ort_run, run_cli,
+                            tensorrt_available)
 
 # The goldens come from TensorFlow: the tolerance of the compile's tf→onnx seam.
 ATOL, RTOL = 1e-4, 1e-3
@@ -58,14 +59,7 @@ def variants(tmp_path_factory):
 
 
 def _assert_matches(got: dict, expected: dict, atol=ATOL, rtol=RTOL):
-    assert set(got) == set(expected)
-    for name, want in expected.items():
-        have = np.asarray(got[name])
-        assert have.shape == want.shape, name
-        if want.dtype.kind in "iub":
-            np.testing.assert_array_equal(have, want, err_msg=name)
-        else:
-            np.testing.assert_allclose(have.astype(np.float64), want, atol=atol, rtol=rtol, err_msg=name)
+    assert_outputs_match(got, expected, atol, rtol)
 
 
 def _one_line_error(err: str, stage: str):
