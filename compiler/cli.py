@@ -19,7 +19,8 @@ from .config import (BACKENDS, CALIB_METHODS, CPU_MODES, HARDWARE_COMPATIBILITY,
                      PROFILE_STRATEGIES, BuildConfig, CompileConfig, ExportConfig, OptimizeConfig, PrecisionConfig,
                      ValidateConfig, check_tolerances, parse_names, parse_ranges, parse_shapes)
 from .artifacts import check_writable, refuse_replacing_inputs, remove_leftovers, scratch_dir
-from .errors import CompilerError, ConfigError, InternalError, Terminated, interruption, out_of_memory
+from .errors import (CompilerError, ConfigError, InternalError, Terminated, clear_pending, interruption,
+                     note_interruption, out_of_memory)
 from .common.index_ranges import index_ranges
 from .limits import DEFAULT_TIMEOUT_S, check_timeout, time_budget
 
@@ -878,6 +879,7 @@ def main(argv: list[str] | None = None) -> int:
         for sig in handlers:  # a signal now would cut the cleanup short
             signal.signal(sig, signal.SIG_IGN)
         remove_leftovers()
+        clear_pending()
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
 
@@ -894,7 +896,9 @@ def _catch_signals(quiet: bool) -> dict:
             signal.signal(sig, signal.SIG_IGN)
         if quiet:
             sys.unraisablehook = lambda unraisable: None
-        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        kind = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        note_interruption(kind)  # raised again at the next stage boundary if this raise is lost (raise_pending)
+        raise kind()
 
     previous = {}
     try:

@@ -85,6 +85,27 @@ class Terminated(KeyboardInterrupt):
     are removed on the way out (the CLI turns the signal into this)."""
 
 
+_pending: list[type] = []  # the interruption the CLI's signal handler raised, whether or not it got through
+
+
+def note_interruption(kind: type) -> None:
+    """The CLI's signal handler records the interruption it is about to raise (``raise_pending``)."""
+    _pending[:] = [kind]
+
+
+def clear_pending() -> None:
+    """The run that was interrupted is over (the CLI's ``main`` returns)."""
+    _pending.clear()
+
+
+def raise_pending() -> None:
+    """Raise again an interruption whose first raise was lost. A signal handler runs between any two bytecodes,
+    also inside a finalizer that ``gc.collect()`` calls (TensorFlow's objects have them), where an exception is
+    "unraisable": printed at most, never propagated. The stages call this at their boundaries."""
+    if _pending:
+        raise _pending[0]()
+
+
 def interruption(e: KeyboardInterrupt) -> tuple[str, int]:
     """(the word for it, the exit code) of a KeyboardInterrupt: "terminated"/143 for SIGTERM, else 130."""
     return ("terminated", EXIT_TERMINATED) if isinstance(e, Terminated) else ("interrupted", EXIT_INTERRUPTED)

@@ -17,7 +17,7 @@ from .artifacts import atomic_output, check_writable, refuse_replacing_inputs, s
 from .common.memory import PeakSampler, release_freed_memory
 from .common.samples import spec_paths
 from .config import DUMP_NAMES, CompileConfig, calib_cache_path, precision_seam
-from .errors import CompilerError, InternalError, OutputError, interruption, out_of_memory
+from .errors import CompilerError, InternalError, OutputError, interruption, out_of_memory, raise_pending
 from .limits import time_budget
 from .report import Report, StageRecord
 from .stages import build, export, inspect, optimize, precision, validate
@@ -123,7 +123,9 @@ class _Stages:
             _fill(self.report, state)
             return state
         with self._stage(name):
+            raise_pending()
             state = run(state)
+            raise_pending()  # a signal whose raise a finalizer swallowed fails the stage it arrived in
             _fill(self.report, state)
             if then is not None:
                 then(state)

@@ -130,10 +130,11 @@ def test_build_subcommand_takes_ort_build(tmp_path, capsys):
     from tests.conftest import run_cli
 
     src, _ = _conv_model(tmp_path)
-    code, out, err = run_cli(capsys, "build", src, tmp_path / "p.engine", "--ort-build", "portable")
+    code, out, err = run_cli(capsys, "build", src, tmp_path / "p.engine", "--ort-build", "portable",
+                             "--backend", "onnxruntime")
     assert code == 0, err
     assert "onnxruntime portable build (level extended;" in out and "runs on any CPU" in out
-    code, out, err = run_cli(capsys, "build", src, tmp_path / "n.engine")
+    code, out, err = run_cli(capsys, "build", src, tmp_path / "n.engine", "--backend", "onnxruntime")
     assert code == 0 and "onnxruntime native build (level all;" in out, err
 
 

@@ -133,7 +133,7 @@ def test_provenance_survives_precision_and_the_onnxruntime_artifact(tmp_path, ca
 
     out = tmp_path / "t.engine"
     code, _, err = run_cli(capsys, FIXTURES / "topk_large", out, "--precision", "fp16", "--keep-intermediates",
-                           tmp_path / "work", "--quiet")
+                           tmp_path / "work", "--quiet", "--backend", "onnxruntime")
     assert code == 0, err
     opt = provenance(onnx.load(str(tmp_path / "work" / "model.opt.onnx")))
     fp16 = provenance(onnx.load(str(tmp_path / "work" / "model.fp16.onnx")))

@@ -33,7 +33,7 @@ from ..artifacts import OnnxArtifact, atomic_output
 from ..common.memory import release_freed_memory
 from ..common.ort import AS_WRITTEN, session
 from ..config import ExportConfig
-from ..errors import ExportError
+from ..errors import ExportError, raise_pending
 from ..common.onnxutil import DATA_SUFFIX, io_specs, nonstandard_nodes, op_histogram
 from ..sandbox import external_tensors
 from ..artifacts import companion_path
@@ -115,6 +115,7 @@ def _tf2onnx_convert(model_dir: Path, signature: str, cfg: ExportConfig, large: 
                                   "check that TensorFlow can load it: tf.saved_model.load(dir); "
                                   "re-run with --debug for the traceback") from e
             gc.collect()  # the SavedModel tf2onnx loaded and froze is cyclic garbage now (ResNet50: 1.4 GB)
+            raise_pending()  # a signal that arrived inside a finalizer the collection ran
             graph_def = inline_function_calls(graph_def, inputs, outputs)
             if large:
                 graph_def = bypass_const_identities(graph_def, outputs)
@@ -252,6 +253,7 @@ def _convert_once(graph_def, kwargs: dict, catch: bool) -> onnx.ModelProto:
     with _tf2onnx_catch_errors(catch), tf.device("/cpu:0"):
         model, _ = convert._convert_common(graph_def, **kwargs)
     gc.collect()  # the converter's graphs are cyclic: free them before the passes load theirs
+    raise_pending()
     release_freed_memory()
     return model
 

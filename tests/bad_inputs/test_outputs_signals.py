@@ -182,3 +182,33 @@ def test_a_stale_partial_from_a_killed_run_confuses_no_later_run(inputs, workdir
     assert result.code == 0, result.err[-2000:]
     assert cli("run", out).code == 0
     assert all(p.exists() for p in stale)  # not ours to guess about; README says how to remove them
+
+
+def test_a_signal_lost_in_a_finalizer_is_raised_at_the_next_stage_boundary():
+    """Python runs a signal handler between any two bytecodes, also inside a finalizer that gc.collect() calls
+    (the export collects TensorFlow's objects, which have them), where the handler's exception is unraisable
+    and lost; the CLI records the interruption and the stages raise it again (errors.raise_pending)."""
+    import gc
+    import os
+
+    from compiler import cli, errors
+
+    class Finalized:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # bytecodes for the handler to run between
+                pass
+
+    handlers = cli._catch_signals(quiet=True)
+    try:
+        a, b = Finalized(), Finalized()
+        a.other, b.other = b, a  # a cycle: only the collector frees it
+        del a, b
+        gc.collect()  # the handler raised Terminated inside __del__: nothing propagates here
+        with pytest.raises(errors.Terminated):
+            errors.raise_pending()
+    finally:
+        errors.clear_pending()
+        sys.unraisablehook = sys.__unraisablehook__  # _catch_signals(quiet=True) silenced it
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
