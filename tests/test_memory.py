@@ -18,8 +18,25 @@ MIB = 1024 * 1024
 needs_proc = pytest.mark.skipif(high_water_bytes() is None, reason="no /proc/self/status (not Linux)")
 
 
+def _in_a_fresh_process(check: str) -> None:
+    """Run ``check`` (a function of this module) in a new interpreter: what it measures (a high-water mark, resident
+    growth) depends on what the process allocated and freed before, which a long test session has done a lot."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    done = subprocess.run([sys.executable, "-c", f"import tests.test_memory as t; t.{check}()"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 @needs_proc
 def test_a_span_that_allocates_peaks_above_one_that_does_not():
+    _in_a_fresh_process("_check_span_peaks")
+
+
+def _check_span_peaks():
     with PeakSampler(interval_s=0.001) as peaks:
         peaks.start()
         block = np.ones(300 * MIB, dtype=np.uint8)  # touched: resident
@@ -117,11 +134,15 @@ def _growth_mib(optimize, runs: int = 4) -> float:
 
 @needs_proc
 @pytest.mark.tf
-def test_tf2onnx_optimizer_still_copies_weights(monkeypatch):
+def test_tf2onnx_optimizer_still_copies_weights():
     """The upstream cost frontend/tf2onnx_fixes.optimize_without_proto_updates removes: each optimizer run of
     tf2onnx's own leaves one more copy of the weights resident. When this fails, tf2onnx fixed it: delete the
     workaround (and this test). Measured with tf2onnx's own ``Node.update_proto`` (``fresh_node_protos``, the
     other workaround, may be installed by an earlier export in this process and would hide the cost)."""
+    _in_a_fresh_process("_check_tf2onnx_copies")
+
+
+def _check_tf2onnx_copies():
     import inspect
 
     from tf2onnx import graph
@@ -129,7 +150,7 @@ def test_tf2onnx_optimizer_still_copies_weights(monkeypatch):
 
     from compiler.frontend.tf2onnx_fixes import optimize_without_proto_updates
 
-    monkeypatch.setattr(graph.Node, "update_proto", inspect.unwrap(graph.Node.update_proto))
+    graph.Node.update_proto = inspect.unwrap(graph.Node.update_proto)  # a fresh process: nothing to restore
     optimize_without_proto_updates()
     assert _growth_mib(GraphOptimizerBase.optimize.__wrapped__) >= 3 * 64  # 4 runs, 64 MiB each
     assert _growth_mib(GraphOptimizerBase.optimize) < 16  # ours: the one copy stays the only one
