@@ -321,9 +321,9 @@ class OpenVinoRunner:
             raise error(f"missing input(s) {', '.join(missing)}",
                         f"provide every input: {', '.join(t.name for t in self.inputs)}")
         what = f"'{self.path}'"
-        # Tensors share the arrays' memory: the contiguous copies (of a transposed feed, say) must outlive the run,
-        # so they are held here until it ends.
-        arrays = [np.ascontiguousarray(feed[t.name]) for t in self.inputs]
+        # Tensors share the arrays' memory (OpenVINO refuses a read-only one): contiguous, writeable copies (of a
+        # transposed or read-only feed) must outlive the run, so they are held here until it ends.
+        arrays = [np.require(feed[t.name], requirements=("C", "W")) for t in self.inputs]
         try:  # async, so that the wait is bounded
             for array, port in zip(arrays, self._in_ports):
                 self._request.set_tensor(port, self._tensor(array, shared_memory=True))
