@@ -161,16 +161,14 @@ BF16_EMULATED = ("emulated: float32 arithmetic with a bfloat16 rounding of each 
                  "(onnxruntime's CPU provider has no bfloat16 kernels)")
 
 
-def _buildable(onnx_path: Path):
+def _buildable(onnx_path: Path, header=None):
     """What onnxruntime builds from ``onnx_path``: the path itself, or (bfloat16 graphs) the serialized storage
-    emulation, external data inlined; and the summary's note on bfloat16 ({} when none)."""
+    emulation, external data inlined; and the summary's note on bfloat16 ({} when none). ``header``: the file's
+    proto without external data, when the caller has read it already (``_read_proto``)."""
     import onnx
 
-    try:
-        header = onnx.load(str(onnx_path), load_external_data=False)
-    except Exception:  # onnxruntime will say what is wrong with the file
-        return onnx_path, {}
-    if not has_bfloat16(header):
+    header = header if header is not None else _read_proto(onnx_path)
+    if header is None or not has_bfloat16(header):  # unparsable: onnxruntime will say what is wrong with the file
         return onnx_path, {}
     return storage_emulation(onnx.load(str(onnx_path))).SerializeToString(), {"bfloat16": BF16_EMULATED}
 
@@ -205,7 +203,7 @@ def _build_source(onnx_path: Path, model, record: dict, external: bool):
     """(what onnxruntime builds from, the summary's bfloat16 note): a bfloat16 graph's storage emulation, else
     the model stamped with its build record; a model with external data builds from its path (its artifact is
     ONNX, which carries no build record)."""
-    emulated, note = _buildable(onnx_path)
+    emulated, note = _buildable(onnx_path, model)  # the header build() read, not parsed again
     if isinstance(emulated, bytes):
         return emulated, note
     if external or model is None:
